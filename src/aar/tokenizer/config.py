@@ -113,6 +113,9 @@ class SATConfig:
 
     def __post_init__(self):
         self.ratios = [int(r) for r in self.ratios]
+        for f in dataclasses.fields(self):  # YAML 1.1 reads "1e-5" as a string
+            if f.type == "float" and isinstance(getattr(self, f.name), (str, int)):
+                setattr(self, f.name, float(getattr(self, f.name)))
         if self.phi not in PHI_MODES:
             raise ValueError(f"phi must be one of {PHI_MODES}, got {self.phi!r}")
         if self.phi_kernel % 2 != 1:
@@ -191,7 +194,8 @@ class SATConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SATConfig":
         path = Path(path)
-        data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of SAT config fields")
         data.pop("kind", None)
