@@ -18,6 +18,7 @@ from aar import __version__
 # Modules under aar.cli that define commands, in the order --help lists them.
 COMMAND_MODULES = [
     "tokenizer_cmds",
+    "evaluate_cmd",
 ]
 
 
