@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -252,6 +253,9 @@ def load_codes(path: str | Path, sat: SAT) -> tuple[list[torch.Tensor], int]:
         raise CLIError(f"{path}: not a codes file written by 'aar encode' ({type(exc).__name__})") from None
     if str(data.get("format", "")) != CODES_FORMAT:
         raise CLIError(f"{path}: not a codes file written by 'aar encode' (format {CODES_FORMAT} expected)")
+    missing = [k for k in ("scales", "sample_rate", "num_windows", "length") if k not in data]
+    if missing:
+        raise CLIError(f"{path}: incomplete codes file (missing {', '.join(missing)})")
     scales = data["scales"].tolist()
     if scales != sat.scales:
         raise CLIError(f"{path}: encoded with scales {scales}, the tokenizer has {sat.scales}")
@@ -375,6 +379,10 @@ def run_convert_official(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- registration
 _FMT = argparse.RawDescriptionHelpFormatter
 
+
+def _describe(text: str) -> str:
+    return textwrap.fill(text, 79)
+
 _RECONSTRUCT_EPILOG = """\
 examples:
   aar reconstruct song.mp3 --tokenizer sat/                 # -> song_recon.wav beside it
@@ -414,8 +422,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "reconstruct",
         help="encode and decode audio files with a SAT tokenizer",
-        description="Encode and decode audio (any format, sample rate, channels and length) with a SAT "
-        "tokenizer and write the 24 kHz mono reconstruction, full length.",
+        description=_describe(
+            "Encode and decode audio (any format, sample rate, channels and length) with a SAT "
+            "tokenizer and write the 24 kHz mono reconstruction, full length."
+        ),
         epilog=_RECONSTRUCT_EPILOG,
         formatter_class=_FMT,
     )
@@ -429,8 +439,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "encode",
         help="audio file -> per-scale SAT codes (.npz)",
-        description="Encode an audio file (any format, sample rate, channels and length) into SAT codes, "
-        "one 1 s window at a time.",
+        description=_describe(
+            "Encode an audio file (any format, sample rate, channels and length) into SAT codes, "
+            "one 1 s window at a time."
+        ),
         epilog=_ENCODE_EPILOG,
         formatter_class=_FMT,
     )
@@ -442,7 +454,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "decode",
         help="SAT codes (.npz) -> audio file",
-        description="Decode codes written by 'aar encode' back to 24 kHz mono audio of the original length.",
+        description=_describe(
+            "Decode codes written by 'aar encode' back to 24 kHz mono audio of the original length."
+        ),
         epilog=_DECODE_EPILOG,
         formatter_class=_FMT,
     )
@@ -454,8 +468,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "convert-official",
         help="convert an authors' released checkpoint (.pth) to our folder format",
-        description="Convert a checkpoint released with the paper (SAT tokenizer or AAR transformer) "
-        "into a folder with config.json + model.safetensors.",
+        description=_describe(
+            "Convert a checkpoint released with the paper (SAT tokenizer or AAR transformer) "
+            "into a folder with config.json + model.safetensors."
+        ),
         epilog=_CONVERT_EPILOG,
         formatter_class=_FMT,
     )
