@@ -80,7 +80,14 @@ class WNConv1d(_WeightNorm):
 
 class WNConvTranspose1d(_WeightNorm):
     """Weight-normalised ConvTranspose1d that trims ``kernel - stride`` samples from its output
-    (non-causal: the larger half on the left; causal: all on the right)."""
+    (non-causal: the larger half on the left; causal: all on the right).
+
+    At inference on long inputs (and when ``kernel == 2 * stride``, as in SEANet) it runs as a
+    polyphase convolution: output phase ``p`` of frame ``n`` is ``W[:, :, p]^T x[n] +
+    W[:, :, p + stride]^T x[n - 1]``, i.e. one kernel-2 Conv1d with ``stride * out`` channels
+    followed by an interleave; oneDNN runs that about twice as fast as the transposed conv."""
+
+    POLYPHASE_MIN_LENGTH = 1000
 
     def __init__(self, in_ch, out_ch, kernel_size, stride=1, causal=False):
         super().__init__()
@@ -88,9 +95,29 @@ class WNConvTranspose1d(_WeightNorm):
         self._init_weight_norm(conv.weight)
         self.bias = nn.Parameter(conv.bias.detach().clone())
         self.stride, self.kernel_size, self.causal = stride, kernel_size, causal
+        self._poly_cache = None
+
+    def _polyphase(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight()
+        if self._poly_cache is None or self._poly_cache[0] is not w:
+            s, (cin, cout, _) = self.stride, w.shape
+            taps = torch.stack([w[:, :, s:], w[:, :, :s]], dim=-1)  # [cin, cout, s, 2]: taps x[n-1], x[n]
+            self._poly_cache = (w, taps.permute(1, 2, 0, 3).reshape(cout * s, cin, 2), self.bias.repeat_interleave(s))
+        _, weight, bias = self._poly_cache
+        b, _, length = x.shape
+        y = F.conv1d(F.pad(x, (1, 1)), weight, bias)
+        return y.view(b, -1, self.stride, length + 1).transpose(2, 3).reshape(b, -1, (length + 1) * self.stride)
+
+    def _apply(self, fn, recurse=True):
+        self._poly_cache = None
+        return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv_transpose1d(x, self.weight(), self.bias, stride=self.stride)
+        inference = not (torch.is_grad_enabled() and self.weight_v.requires_grad)
+        if inference and self.kernel_size == 2 * self.stride and x.shape[-1] >= self.POLYPHASE_MIN_LENGTH:
+            y = self._polyphase(x)
+        else:
+            y = F.conv_transpose1d(x, self.weight(), self.bias, stride=self.stride)
         total = self.kernel_size - self.stride
         right = total if self.causal else total // 2
         left = total - right
