@@ -12,20 +12,31 @@ from aar.audio import save_audio
 from aar.metrics.backbones import Cnn14, VGGish
 
 
-def randomise_batchnorm(module: torch.nn.Module, seed: int) -> None:
-    """Give every BatchNorm non-trivial running statistics so that loading them matters."""
+def sensitive_random_init(module: torch.nn.Module, seed: int) -> None:
+    """Variance-preserving random weights and non-trivial BatchNorm statistics.
+
+    PyTorch's default initialisation shrinks activations layer by layer, so a deep random network
+    gives nearly the same output for every input; this one keeps embeddings input-dependent, and
+    makes loading the BatchNorm statistics matter.
+    """
     generator = torch.Generator().manual_seed(seed)
     for layer in module.modules():
-        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
-            layer.running_mean.copy_(torch.randn(layer.running_mean.shape, generator=generator) * 0.1)
-            layer.running_var.copy_(torch.rand(layer.running_var.shape, generator=generator) + 0.5)
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu", generator=generator)
+            if layer.bias is not None:
+                torch.nn.init.normal_(layer.bias, std=0.01, generator=generator)
+        elif isinstance(layer, torch.nn.BatchNorm2d):
+            layer.running_mean.normal_(0.0, 0.1, generator=generator)
+            layer.running_var.uniform_(0.5, 1.5, generator=generator)
+            layer.weight.data.uniform_(0.8, 1.2, generator=generator)
+            layer.bias.data.normal_(0.0, 0.1, generator=generator)
 
 
 @pytest.fixture(scope="session")
 def vggish_checkpoint(tmp_path_factory):
     """``vggish-10086976.pth`` layout: a bare state dict. Returns ``(path, model it came from)``."""
-    torch.manual_seed(1)
     model = VGGish().eval()
+    sensitive_random_init(model, seed=1)
     path = tmp_path_factory.mktemp("weights") / "vggish-10086976.pth"
     torch.save(model.state_dict(), path)
     return path, model
@@ -34,9 +45,10 @@ def vggish_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cnn14_checkpoint(tmp_path_factory):
     """``Cnn14_mAP=0.431.pth`` layout: ``{"iteration", "model", "sampler"}`` with the front end as tensors."""
-    torch.manual_seed(2)
     model = Cnn14().eval()
-    randomise_batchnorm(model, seed=3)
+    sensitive_random_init(model, seed=2)
+    model.bn0.running_mean.fill_(-40.0)  # log-mel input is in dB
+    model.bn0.running_var.fill_(400.0)
     window = torch.hann_window(1024, dtype=torch.float64)
     angles = 2 * math.pi * torch.outer(torch.arange(513, dtype=torch.float64), torch.arange(1024, dtype=torch.float64)) / 1024
     state = dict(model.state_dict())
