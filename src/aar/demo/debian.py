@@ -108,14 +108,14 @@ def _download(names: list[str], deb_dir: Path) -> dict[str, Path]:
     found = {name: _find_deb(deb_dir, name) for name in names}
     wanted = [name for name, deb in found.items() if deb is None]
     if wanted:
+        hint = " (run 'apt-get update' as root first)"
         if os.geteuid() == 0:
+            # A failed update (no network, a broken mirror) may still leave usable lists.
             update = subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
-            if update.returncode != 0:
-                raise PackageError(f"apt-get update failed: {_last_line(update.stderr)}")
+            hint = "" if update.returncode == 0 else f" (apt-get update failed too: {_last_line(update.stderr)})"
         result = subprocess.run(["apt-get", "download", "-q", *wanted], cwd=deb_dir, capture_output=True, text=True)
         if result.returncode != 0:
             bad = [name for name in wanted if name in result.stderr] or wanted
-            hint = "" if os.geteuid() == 0 else " (run 'apt-get update' as root first)"
             raise PackageError(f"cannot download Debian package(s) {', '.join(bad)}: {_last_line(result.stderr)}{hint}")
         found = {name: _find_deb(deb_dir, name) for name in names}
         lost = [name for name, deb in found.items() if deb is None]

@@ -5,8 +5,8 @@ Every source is a set of *recorded* sounds shipped by a Debian package, with its
 =============  ======================  =====================================================
 class          package                 what the recordings are
 =============  ======================  =====================================================
-speech         klettres-data           letters and syllables read by native speakers of
-                                       about 20 languages (KDE KLettres), GPL-2+
+speech         klettres-data           letters and syllables read aloud in about 20
+                                       languages (KDE KLettres), GPL-2+
 speech         fillets-ng-data-nl      Dutch voice acting of the game Fish Fillets NG, GPL-2
 speech         pocketsphinx-testdata   read English (LibriVox, "Sense and Sensibility")
 music          freepats                sampled notes of acoustic/electric instruments (piano,
