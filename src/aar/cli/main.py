@@ -19,6 +19,7 @@ from aar import __version__
 COMMAND_MODULES = [
     "tokenizer_cmds",
     "evaluate_cmd",
+    "train_tokenizer_cmd",
 ]
 
 

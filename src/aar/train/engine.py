@@ -1,0 +1,308 @@
+"""The training engine shared by every model of the project.
+
+The engine owns the loop: step counting, gradient-accumulation micro-batches, the data position,
+checkpoints (atomic, every N steps and at the end, last K kept), exact resume, the progress bar,
+TensorBoard, periodic validation and the closing summary. A model plugs in as a
+:class:`TrainTask`, which builds its modules and optimisers and performs one optimisation step.
+
+Resume restores the task (weights, buffers, optimiser states), the step (hence the learning-rate
+schedule), every process's RNG states and data-loader position, so a resumed run continues as
+the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from aar.checkpoint import CheckpointError, atomic_write_text
+from aar.train.checkpoints import CheckpointManager, capture_rng, restore_rng
+from aar.train.distributed import DistContext
+from aar.train.monitor import Monitor
+from aar.train.optim import steps_from_epochs
+
+log = logging.getLogger("aar.train")
+
+
+@dataclass
+class TrainConfig:
+    """Length and bookkeeping of a run. Give ``max_steps`` or ``epochs`` (the latter needs a known
+    epoch size). ``0`` disables periodic validation / checkpoints (the final ones still happen)."""
+
+    max_steps: int | None = None
+    epochs: float | None = None
+    grad_accum: int = 1
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 10
+    val_every: int = 500
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+
+    def __post_init__(self):
+        if (self.max_steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of train.max_steps and train.epochs")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"train.max_steps must be >= 1, got {self.max_steps}")
+        if self.grad_accum < 1:
+            raise ValueError(f"train.grad_accum must be >= 1, got {self.grad_accum}")
+        for name in ("log_every", "val_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class Schedule:
+    """Step counts of a run, resolved once the data and process count are known."""
+
+    total_steps: int
+    steps_per_epoch: int | None
+    global_batch: int
+
+    def steps(self, steps: int | None, epochs: float | None, what: str) -> int:
+        """``steps`` if given, else ``epochs`` converted to steps, else 0."""
+        if steps is not None:
+            return int(steps)
+        if epochs is None:
+            return 0
+        if self.steps_per_epoch is None:
+            steps_from_epochs(epochs, None, self.global_batch, what)  # raises the explanatory error
+        return max(1, int(round(epochs * self.steps_per_epoch)))
+
+
+class ResumableLoader(Protocol):
+    """What the engine needs from a data loader: endless batches and a resumable position."""
+
+    def __iter__(self): ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict, exact: bool = True): ...
+
+
+class TrainTask(ABC):
+    """The model-specific half of a run."""
+
+    @abstractmethod
+    def build(self, ctx: DistContext, schedule: Schedule) -> None:
+        """Create modules (wrapped with ``ctx.wrap``) and optimisers."""
+
+    @abstractmethod
+    def train_step(self, batches: list[Any], step: int) -> dict[str, float]:
+        """One optimisation step over ``grad_accum`` micro-batches; returns scalars, ``"loss"`` first."""
+
+    @abstractmethod
+    def validate(self, step: int, monitor: Monitor) -> dict[str, float]:
+        """Validation metrics (main process only); may log media through ``monitor``."""
+
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """Everything needed to resume (weights, buffers, optimiser states)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None: ...
+
+    @abstractmethod
+    def export(self, directory: Path) -> Path:
+        """Write the final model for users (main process only)."""
+
+
+def seed_everything(seed: int):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    if isinstance(batch, dict):
+        return _batch_size(next(iter(batch.values())))
+    return _batch_size(batch[0])
+
+
+class Trainer:
+    """Runs a :class:`TrainTask` on a :class:`ResumableLoader` into ``run_dir``.
+
+    Layout: ``run_dir/checkpoints/step_N.pt``, ``run_dir/tensorboard/``, ``run_dir/summary.json``
+    and what the task exports (``run_dir/model``).
+    """
+
+    def __init__(
+        self,
+        task: TrainTask,
+        loader: ResumableLoader,
+        cfg: TrainConfig,
+        ctx: DistContext,
+        run_dir: str | Path,
+        epoch_size: int | None = None,
+        batch_size: int = 1,
+        run_config: dict | None = None,
+        failures=None,
+    ):
+        self.task, self.loader, self.cfg, self.ctx = task, loader, cfg, ctx
+        self.run_dir = Path(run_dir)
+        self.failures = failures
+        self.run_config = run_config or {}
+        global_batch = batch_size * ctx.world_size * cfg.grad_accum
+        steps_per_epoch = None if epoch_size is None else max(1, epoch_size // global_batch)
+        if cfg.max_steps is not None:
+            total = cfg.max_steps
+        else:
+            total = steps_from_epochs(cfg.epochs, epoch_size, global_batch, "train.epochs")
+        self.schedule = Schedule(total, steps_per_epoch, global_batch)
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_checkpoints)
+        self.val_history: list[dict] = []
+
+    # ------------------------------------------------------------------ pieces
+    def _restore(self, state: dict) -> int:
+        self.task.load_state_dict(state["task"])
+        ranks = state["ranks"]
+        self.val_history = list(state.get("val_history", []))
+        if len(ranks) == self.ctx.world_size:
+            restore_rng(ranks[self.ctx.rank]["rng"])
+            self.loader.load_state_dict(ranks[self.ctx.rank]["data"])
+        else:
+            log.warning(
+                "checkpoint written by %d processes, resuming with %d: RNG and data order restart (not exact)",
+                len(ranks),
+                self.ctx.world_size,
+            )
+            seed_everything(self.cfg.seed + self.ctx.rank + state["step"])
+            self.loader.load_state_dict(ranks[0]["data"], exact=False)
+        return int(state["step"])
+
+    def _save(self, step: int):
+        mine = {"rng": capture_rng(), "data": self.loader.state_dict()}
+        ranks = self.ctx.all_gather_object(mine)
+        if self.ctx.is_main:
+            state = {
+                "step": step,
+                "world_size": self.ctx.world_size,
+                "task": self.task.state_dict(),
+                "ranks": ranks,
+                "val_history": self.val_history,
+                "config": self.run_config,
+            }
+            path = self.checkpoints.save(state, step)
+            log.info("checkpoint: %s", path)
+        self.ctx.barrier()
+
+    def _validate(self, step: int, monitor: Monitor):
+        if self.ctx.is_main:
+            metrics = self.task.validate(step, monitor)
+            if metrics:
+                monitor.scalars(step, {f"val/{k}": v for k, v in metrics.items()})
+                monitor.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                self.val_history.append({"step": step, **metrics})
+        self.ctx.barrier()
+
+    def _failures(self) -> list[str]:
+        if self.failures is None:
+            return []
+        merged: dict[str, str] = {}
+        for reasons in self.ctx.all_gather_object(dict(self.failures.reasons)):
+            for name, reason in reasons.items():
+                merged.setdefault(name, reason)
+        return list(merged.values())
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, resume: bool = False) -> dict:
+        """Train to ``total_steps`` (continuing from the newest checkpoint with ``resume``); returns
+        the summary also written to ``run_dir/summary.json``."""
+        cfg, ctx = self.cfg, self.ctx
+        latest = self.checkpoints.latest()
+        if latest is not None and not resume:
+            raise CheckpointError(
+                f"{self.run_dir} already holds checkpoints (newest {latest.name}); "
+                "pass --resume to continue that run or choose another output folder"
+            )
+        seed_everything(cfg.seed)  # identical initial weights on every process
+        self.task.build(ctx, self.schedule)
+        seed_everything(cfg.seed + ctx.rank)
+        start = 0
+        if resume and latest is not None:
+            start = self._restore(CheckpointManager.load(latest))
+            log.info("resumed from %s (step %d)", latest, start)
+        elif resume:
+            log.info("no checkpoint in %s: starting from step 0", self.checkpoints.directory)
+        total = self.schedule.total_steps
+        if start >= total:
+            log.info("the run already reached step %d of %d", start, total)
+
+        monitor = Monitor(self.run_dir, total, start, enabled=ctx.is_main)
+        if start == 0 and cfg.val_every:
+            self._validate(0, monitor)
+        batches = iter(self.loader)
+        samples, began = 0, time.perf_counter()
+        loss = float("nan")
+        for step in range(start, total):
+            micro = [_to_device(next(batches), ctx.device) for _ in range(cfg.grad_accum)]
+            stats = self.task.train_step(micro, step)
+            done = step + 1
+            samples += sum(_batch_size(b) for b in micro) * ctx.world_size
+            loss = stats.get("loss", loss)
+            to_log = {f"train/{k}": v for k, v in stats.items()} if cfg.log_every and done % cfg.log_every == 0 else None
+            monitor.step(done, samples, loss, to_log)
+            if cfg.val_every and (done % cfg.val_every == 0 or done == total):
+                self._validate(done, monitor)
+            if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == total:
+                self._save(done)
+        elapsed = time.perf_counter() - began
+        monitor.close()
+        return self._finish(start, samples, elapsed)
+
+    def _finish(self, start: int, samples: int, elapsed: float) -> dict:
+        failures = self._failures()
+        summary: dict[str, Any] = {
+            "steps": self.schedule.total_steps,
+            "start_step": start,
+            "world_size": self.ctx.world_size,
+            "samples": samples,
+            "elapsed_s": round(elapsed, 3),
+            "samples_per_s": samples / elapsed if elapsed > 0 else None,
+            "validation": self.val_history,
+            "undecodable": failures,
+            "train_config": asdict(self.cfg),
+        }
+        if self.ctx.is_main:
+            summary["export"] = str(self.task.export(self.run_dir / "model"))
+            atomic_write_text(json.dumps(summary, indent=2) + "\n", self.run_dir / "summary.json")
+            lines = [f"trained {self.schedule.total_steps - start} steps in {elapsed:.1f} s"]
+            if summary["samples_per_s"]:
+                lines[0] += f" ({summary['samples_per_s']:.2f} samples/s)"
+            if self.val_history:
+                first, last = self.val_history[0], self.val_history[-1]
+                keys = [k for k in first if k != "step"]
+                lines.append(
+                    "validation "
+                    + ", ".join(f"{k}: {first[k]:.4f} (step {first['step']}) -> {last[k]:.4f} (step {last['step']})" for k in keys)
+                )
+            lines.append(f"{len(failures)} undecodable file(s) skipped" + ("" if not failures else ":"))
+            lines += [f"  {reason}" for reason in failures[:20]]
+            lines.append(f"model exported to {summary['export']}")
+            for line in lines:
+                log.info(line)
+        self.ctx.barrier()
+        return summary
+

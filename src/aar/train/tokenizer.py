@@ -1,0 +1,328 @@
+"""SAT training: the tokenizer as a :class:`~aar.train.engine.TrainTask` (GAN with the released
+loss weights) and :func:`train_tokenizer`, the entry point of ``aar train-tokenizer``.
+
+One step: the generator (SAT) reconstructs the batch and is updated on
+``3 adv + 3 feat + 0.1 time + freq + commit``; then, on 2 of every 3 steps, the multi-scale STFT
+discriminator is updated on the hinge loss of the real batch against the (detached)
+reconstructions. Codebooks are EMA buffers updated inside the forward pass; the quantizer
+all-reduces their statistics (and broadcasts k-means initialisations and re-seeded codes), so
+the DDP wrappers do not broadcast buffers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from aar.checkpoint import atomic_write_text
+from aar.data import DataConfig, ValidationSet, prepare_training_data
+from aar.tokenizer import SAT, SATConfig
+from aar.tokenizer.discriminator import DiscriminatorConfig, MultiScaleSTFTDiscriminator
+from aar.tokenizer.losses import GeneratorLoss, LossWeights, discriminator_loss, mel_distance, stft_distance
+from aar.train.config import build_section, read_config
+from aar.train.distributed import DistContext, init_distributed, no_sync, unwrap
+from aar.train.engine import Schedule, TrainConfig, Trainer, TrainTask
+from aar.train.monitor import Monitor
+from aar.train.optim import OptimConfig, Optimization
+
+log = logging.getLogger("aar.train")
+
+RUN_CONFIG = "train_config.yaml"
+
+
+# ---------------------------------------------------------------------- configuration
+@dataclass
+class TokenizerTrainConfig:
+    """Everything a tokenizer run needs. YAML layout: ``model`` (a SAT preset name, or a mapping of
+    SATConfig fields, optionally with ``preset:``), ``discriminator``, ``loss``, ``data``, ``optim``,
+    ``train`` sections and ``disc_skip_every`` (the discriminator is not updated on steps divisible
+    by it: 3 = updated on 2 of every 3 steps as released; 0 = every step)."""
+
+    model: SATConfig = field(default_factory=SATConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(betas=[0.5, 0.9]))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=1000))
+    disc_skip_every: int = 3
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TokenizerTrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config section(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        skip = int(data.get("disc_skip_every", 3))
+        if skip < 0:
+            raise ValueError(f"disc_skip_every must be >= 0, got {skip}")
+        return cls(
+            model=_model_config(data.get("model", "tiny")),
+            discriminator=build_section(DiscriminatorConfig, data.get("discriminator"), "discriminator"),
+            loss=build_section(LossWeights, data.get("loss"), "loss"),
+            data=build_section(DataConfig, data.get("data"), "data"),
+            optim=build_section(OptimConfig, data.get("optim"), "optim"),
+            train=build_section(TrainConfig, data.get("train", {"max_steps": 1000}), "train"),
+            disc_skip_every=skip,
+        )
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike) -> "TokenizerTrainConfig":
+        """A YAML file, or a packaged preset name (``tiny``, ``paper-d128-lat128``, ``paper-d1024-lat64``)."""
+        data, where = read_config(name_or_path, "tokenizer")
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["discriminator"]["kernel_size"] = list(self.discriminator.kernel_size)
+        out["discriminator"]["stride"] = list(self.discriminator.stride)
+        return out
+
+
+def _model_config(spec) -> SATConfig:
+    if isinstance(spec, SATConfig):
+        return spec
+    if isinstance(spec, str):
+        return SATConfig.preset(spec)
+    if not isinstance(spec, dict):
+        raise ValueError(f"config section 'model' must be a SAT preset name or a mapping, got {spec!r}")
+    spec = dict(spec)
+    base = SATConfig.preset(spec.pop("preset")).to_dict() if "preset" in spec else {}
+    try:
+        return SATConfig.from_dict({**base, **spec})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config section 'model': {exc}") from None
+
+
+# ---------------------------------------------------------------------- the task
+class _Generator(nn.Module):
+    """SAT's training forward with the quantizer in float32 even under bf16 autocast: nearest-code
+    search by ``|x|^2 - 2 x.e + |e|^2`` loses the codes in bf16."""
+
+    def __init__(self, sat: SAT):
+        super().__init__()
+        self.sat = sat
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Tensor[B x 1 x T]`` -> (reconstruction ``[B x 1 x T]``, commitment loss)."""
+        latent = self.sat.encoder(wav)
+        with torch.autocast(device_type=wav.device.type, enabled=False):
+            quantized, _, commit = self.sat.quantizer(latent.float())
+        return self.sat.decoder(quantized)[..., : wav.shape[-1]], commit
+
+
+class SATTask(TrainTask):
+    """Generator (SAT) + multi-scale STFT discriminator, trained adversarially."""
+
+    def __init__(self, cfg: TokenizerTrainConfig, validation: ValidationSet, media_clips: int = 2):
+        self.cfg = cfg
+        self.validation = validation
+        self.media_clips = media_clips
+
+    def build(self, ctx: DistContext, schedule: Schedule):
+        cfg = self.cfg
+        self.ctx = ctx
+        self.sat = SAT(cfg.model).to(ctx.device).train()
+        self.disc = MultiScaleSTFTDiscriminator(cfg.discriminator).to(ctx.device).train()
+        # Codebook buffers change inside forward and are synchronised by the quantizer itself.
+        self.generator = ctx.wrap(_Generator(self.sat), broadcast_buffers=False)
+        self.disc_ddp = ctx.wrap(self.disc, broadcast_buffers=False)
+        self.loss = GeneratorLoss(cfg.loss, cfg.model.sample_rate).to(ctx.device)
+        warmup = schedule.steps(cfg.optim.warmup_steps, cfg.optim.warmup_epochs, "optim.warmup_epochs")
+        self.opt_g = Optimization(self.sat, cfg.optim, schedule.total_steps, warmup)
+        self.opt_d = Optimization(self.disc, cfg.optim, schedule.total_steps, warmup)
+
+    def updates_discriminator(self, step: int) -> bool:
+        k = self.cfg.disc_skip_every
+        return k == 0 or step % k != 0
+
+    def train_step(self, batches: list[torch.Tensor], step: int) -> dict[str, float]:
+        update_disc = self.updates_discriminator(step)
+        n = len(batches)
+        parts_sum: dict[str, torch.Tensor] = {}
+        g_total = d_total = 0.0
+        for i, wav in enumerate(batches):
+            not_last = i < n - 1
+            # generator: gradients reach the SAT through the discriminator, whose own weights are
+            # frozen here (it runs unwrapped, outside DDP's gradient reduction).
+            self.disc.requires_grad_(False)
+            with no_sync(self.generator, not_last):
+                with self.ctx.autocast():
+                    recon, commit = self.generator(wav)
+                    with torch.no_grad():
+                        _, features_real = self.disc(wav)
+                    logits_fake, features_fake = self.disc(recon)
+                    g_loss, parts = self.loss(wav, recon, commit, logits_fake, features_real, features_fake)
+                (g_loss / n).backward()
+            self.disc.requires_grad_(True)
+            g_total += float(g_loss.detach()) / n
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v / n
+            if update_disc:
+                with no_sync(self.disc_ddp, not_last):
+                    with self.ctx.autocast():
+                        logits, _ = self.disc_ddp(torch.cat([wav, recon.detach()]))
+                        b = wav.shape[0]
+                        d_loss = discriminator_loss([lg[:b] for lg in logits], [lg[b:] for lg in logits])
+                    (d_loss / n).backward()
+                d_total += float(d_loss.detach()) / n
+        stats = {"loss": g_total}
+        stats.update({k: float(v) for k, v in parts_sum.items()})
+        g = self.opt_g.step(step)
+        stats["lr"] = g["lr"]
+        if "grad_norm" in g:
+            stats["grad_norm_g"] = g["grad_norm"]
+        if update_disc:
+            d = self.opt_d.step(step)
+            stats["disc_loss"] = d_total
+            if "grad_norm" in d:
+                stats["grad_norm_d"] = d["grad_norm"]
+        else:
+            self.opt_d.zero_grad()
+        return stats
+
+    @torch.inference_mode()
+    def validate(self, step: int, monitor: Monitor) -> dict[str, float]:
+        if len(self.validation) == 0:
+            return {}
+        sat, sr = self.sat, self.cfg.model.sample_rate
+        sat.eval()
+        mel, spec, recons = [], [], []
+        try:
+            for chunk in self.validation.wav.split(16):
+                chunk = chunk.to(self.ctx.device)
+                recon = sat(chunk)[0].float()
+                mel.append(mel_distance(chunk, recon, sr).cpu())
+                spec.append(stft_distance(chunk, recon).cpu())
+                if sum(len(r) for r in recons) < self.media_clips:
+                    recons.append(recon[: self.media_clips].cpu())
+        finally:
+            sat.train()
+        self._log_media(step, monitor, torch.cat(recons)[: self.media_clips])
+        return {"mel_distance": float(torch.cat(mel).mean()), "stft_distance": float(torch.cat(spec).mean())}
+
+    def _log_media(self, step: int, monitor: Monitor, recons: torch.Tensor):
+        from aar.audio.spectral import MelSpectrogram
+
+        sr = self.cfg.model.sample_rate
+        mel = MelSpectrogram(sr, n_fft=1024, hop_length=256, n_mels=80, center=True)
+        for i, recon in enumerate(recons):
+            real = self.validation.wav[i]
+            if step == 0:
+                monitor.audio(0, f"audio/{i}_original", real, sr)
+            monitor.audio(step, f"audio/{i}_reconstruction", recon, sr)
+            pair = torch.cat([mel(real[None])[0], mel(recon[None])[0]], dim=1)  # original | reconstruction
+            monitor.image(step, f"mel/{i}_original_vs_reconstruction", pair)
+
+    def state_dict(self) -> dict:
+        return {
+            "sat": self.sat.state_dict(),
+            "discriminator": self.disc.state_dict(),
+            "optimizer_g": self.opt_g.state_dict(),
+            "optimizer_d": self.opt_d.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict):
+        self.sat.load_state_dict(state["sat"])
+        self.disc.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["optimizer_g"])
+        self.opt_d.load_state_dict(state["optimizer_d"])
+
+    def export(self, directory: Path) -> Path:
+        return self.sat.save_pretrained(directory)
+
+
+# ---------------------------------------------------------------------- entry point
+@dataclass
+class TokenizerTrainResult:
+    summary: dict
+    model: SAT  # this process's trained tokenizer (training mode)
+
+
+def train_tokenizer(
+    config: TokenizerTrainConfig,
+    data: str | os.PathLike | None,
+    out: str | os.PathLike,
+    resume: bool = False,
+    audioset_csv: str | os.PathLike | None = None,
+) -> TokenizerTrainResult:
+    """Train a SAT on ``data`` (folder, AudioSet folder + ``audioset_csv``, or WebDataset shards)
+    into ``out``; under ``torchrun`` every process calls this. ``data`` may be None with ``resume``
+    (it is read from ``out/train_config.yaml``). The final model is ``out/model`` (``SAT.from_pretrained``)."""
+    out = Path(out)
+    if data is None:
+        data, audioset_csv = saved_data_location(out)
+    ctx = init_distributed(config.train.device, config.train.precision)
+    try:
+        window = config.model.window_samples
+        training_data = prepare_training_data(
+            data,
+            config.data,
+            window,
+            config.model.sample_rate,
+            seed=config.train.seed,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+            audioset_csv=audioset_csv,
+            with_validation=ctx.is_main,
+            pin_memory=ctx.device.type == "cuda",
+        )
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            run_config = {**config.to_dict(), "data_location": {"data": str(data), "audioset_csv": audioset_csv and str(audioset_csv)}}
+            atomic_write_text(yaml.safe_dump(run_config, sort_keys=False), out / RUN_CONFIG)
+            log.info("data: %s", training_data.describe())
+            log.info(
+                "%d process(es) on %s, precision %s, batch %d per process x %d accumulation",
+                ctx.world_size,
+                ctx.device,
+                "bf16" if ctx.autocast_dtype is not None else "fp32",
+                config.data.batch_size,
+                config.train.grad_accum,
+            )
+        task = SATTask(config, training_data.validation)
+        trainer = Trainer(
+            task,
+            training_data.loader,
+            config.train,
+            ctx,
+            out,
+            epoch_size=training_data.epoch_size,
+            batch_size=config.data.batch_size,
+            run_config=config.to_dict(),
+            failures=training_data.failures,
+        )
+        summary = trainer.run(resume=resume)
+        return TokenizerTrainResult(summary, unwrap(task.generator).sat)
+    finally:
+        ctx.close()
+
+
+def saved_data_location(out: Path) -> tuple[str, str | None]:
+    """The data location recorded in ``out/train_config.yaml`` by an earlier run."""
+    path = Path(out) / RUN_CONFIG
+    if not path.is_file():
+        raise ValueError(f"{out}: no {RUN_CONFIG} from an earlier run; pass --data")
+    loc = (yaml.safe_load(path.read_text()) or {}).get("data_location") or {}
+    if not loc.get("data"):
+        raise ValueError(f"{path}: no data location recorded; pass --data")
+    return loc["data"], loc.get("audioset_csv")
+
+
+def load_run_config(out: str | os.PathLike) -> TokenizerTrainConfig:
+    """The configuration an earlier run wrote to ``out/train_config.yaml``."""
+    path = Path(out) / RUN_CONFIG
+    if not path.is_file():
+        raise ValueError(f"{out}: no {RUN_CONFIG} from an earlier run; pass --config")
+    data = yaml.safe_load(path.read_text()) or {}
+    data.pop("data_location", None)
+    return TokenizerTrainConfig.from_dict(data)
