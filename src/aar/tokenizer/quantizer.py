@@ -74,11 +74,18 @@ class EMACodebook(nn.Module):
         self.register_buffer("embed", torch.zeros(size, dim))
         self.register_buffer("embed_avg", torch.zeros(size, dim))
 
+    def _squared_norms(self) -> torch.Tensor:
+        key = (self.embed._version, self.embed.data_ptr(), self.embed.device)
+        if getattr(self, "_norms", None) is None or self._norms[0] != key:
+            self._norms = (key, self.embed.pow(2).sum(1))
+        return self._norms[1]
+
     def nearest(self, x: torch.Tensor) -> torch.Tensor:
-        """Indices of the nearest codes (Euclidean) for ``Tensor[N x dim]`` -> ``LongTensor[N]``."""
-        embed = self.embed.to(x.dtype)
-        dist2 = x.pow(2).sum(1, keepdim=True) - 2.0 * (x @ embed.t()) + embed.pow(2).sum(1)[None]
-        return dist2.argmin(dim=1)
+        """Indices of the nearest codes (Euclidean) for ``Tensor[N x dim]`` -> ``LongTensor[N]``.
+
+        ``|x|^2`` is the same for every code, so the argmin only needs ``|e|^2 - 2 x.e``."""
+        x = x.float()
+        return torch.addmm(self._squared_norms()[None], x, self.embed.t(), alpha=-2.0).argmin(dim=1)
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:
         return F.embedding(idx, self.embed)
@@ -224,9 +231,22 @@ class MultiScaleResidualQuantizer(nn.Module):
         for k, c in enumerate(codes):
             if c.dim() != 2 or c.shape[1] != self.scales[k]:
                 raise ValueError(f"codes of scale {k} must be [B x {self.scales[k]}], got {tuple(c.shape)}")
-        f_hat = self.scale_contribution(0, codes[0])
-        for k in range(1, len(codes)):
-            f_hat = f_hat + self.scale_contribution(k, codes[k])
+        if torch.is_grad_enabled() or self.cfg.phi == "none":
+            f_hat = self.scale_contribution(0, codes[0])
+            for k in range(1, len(codes)):
+                f_hat = f_hat + self.scale_contribution(k, codes[k])
+            return f_hat
+        # phi is affine, so scales sharing a conv are summed first: phi(a) + phi(b) = phi(a + b) + r * bias
+        groups: dict[int, list[torch.Tensor]] = {}
+        for k, c in enumerate(codes):
+            groups.setdefault(self._phi_of_scale[k], []).append(linear_upsample(self.code_embedding(k, c), self.length))
+        f_hat = None
+        for j, parts in groups.items():
+            phi = self.phi[j]
+            term = phi(torch.stack(parts).sum(0))
+            if len(parts) > 1:
+                term = term + (len(parts) - 1) * phi.ratio * phi.bias[:, None]
+            f_hat = term if f_hat is None else f_hat + term
         return f_hat
 
     def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
