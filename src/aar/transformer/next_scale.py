@@ -119,6 +119,12 @@ class AAR(nn.Module):
     def device(self) -> torch.device:
         return self.pos_embed.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Parameter dtype; ``model.to(torch.bfloat16)`` makes generation run in bfloat16 (the
+        tokenizer stays in float32)."""
+        return self.pos_embed.dtype
+
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         self._tokenizer.to(self.pos_embed.device)  # the tokenizer follows the device, never the dtype
@@ -176,7 +182,7 @@ class AAR(nn.Module):
             return self.class_embed(cond.long())
         if cond.dim() != 2 or cond.shape[1] != cfg.cond_dim:
             raise ValueError(f"cond must be [B x {cfg.cond_dim}] condition vectors, got shape {tuple(cond.shape)}")
-        return cond.float()
+        return cond.to(self.dtype)
 
     def _drop_conditions(self, vectors: torch.Tensor) -> torch.Tensor:
         """Condition dropout (training only): each row becomes the null condition with
@@ -221,7 +227,7 @@ class AAR(nn.Module):
             inputs = torch.cat(self.tokenizer.teacher_forcing_inputs(codes), dim=1)
         cond_bc = self.cond_mlp(self._drop_conditions(self.condition_vectors(cond, b)))
         start = cond_bc[:, None] + self.start_pos
-        x = torch.cat((start, self.word_embed(inputs).to(start.dtype)), dim=1) + self.level_positions()
+        x = torch.cat((start, self.word_embed(inputs.to(self.dtype)).to(start.dtype)), dim=1) + self.level_positions()
         for block in self.blocks:
             x = block(x, block.modulation(cond_bc), attn_mask=self.attn_mask)
         return self.head(x, self.head.modulation(cond_bc)).float()
@@ -290,7 +296,7 @@ class AAR(nn.Module):
             f_hat, next_input = self.tokenizer.next_scale_input(k, f_hat, idx)
             if k + 1 < self.num_scales:
                 nxt = self.config.scales[k + 1]
-                x = self.word_embed(next_input) + level_pos[:, end : end + nxt]
+                x = self.word_embed(next_input.to(self.dtype)) + level_pos[:, end : end + nxt]
                 if guided:
                     x = x.repeat(2, 1, 1)
         audio = self.tokenizer.decode_quantized_sum(f_hat)

@@ -1,0 +1,116 @@
+"""Generation speed of the AAR: latency per clip and clips per second.
+
+    python benchmarks/generate_speed.py [--presets d4 d8 d16] [--batches 1 8] [--threads 2] [-o out.json]
+
+Random weights (speed does not depend on them) over the paper's tokenizer configuration
+(SAT d128/lat128, 16 scales, 455 tokens); the release's sampling settings: guidance 4,
+top-k 200, top-p 0.95, float32. One call of ``AAR.generate`` makes ``batch`` clips of 1 s,
+audio decoding included. Reports the median wall time over repeats after one warm-up call,
+and, for reference, the time the authors' ``autoregressive_infer_cfg`` takes per call on a
+machine of this kind (2 threads, same settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from aar import SAT, SATConfig
+from aar.transformer import AAR, AARConfig
+
+# Seconds per call of the release's autoregressive_infer_cfg (cfg 4, top-k 200, top-p 0.95,
+# fp32, 2 threads), keyed by (depth, batch).
+RELEASE_SECONDS = {(8, 1): 0.83, (12, 1): 2.54, (16, 1): 5.41, (8, 8): 3.55, (12, 8): 10.4, (16, 8): 22.7}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build_model(preset: str, device: torch.device) -> AAR:
+    torch.manual_seed(0)
+    sat = SAT(SATConfig.preset("paper-d128-lat128"))
+    with torch.no_grad():
+        for book in sat.quantizer.codebooks:
+            book.embed.normal_()
+    return AAR(AARConfig.preset(preset), sat).eval().to(device)
+
+
+def time_generate(model: AAR, batch: int, repeats: int, device: torch.device) -> list[float]:
+    cond = torch.randn(batch, model.config.cond_dim, device=device)
+    model.generate(cond, cfg=4.0, top_k=200, top_p=0.95, seed=0)  # warm-up
+    times = []
+    for i in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        model.generate(cond, cfg=4.0, top_k=200, top_p=0.95, seed=i)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run(presets, batches, repeats: int, device: str) -> dict:
+    device = torch.device(device)
+    rows = []
+    for preset in presets:
+        model = build_model(preset, device)
+        depth = model.config.depth
+        for batch in batches:
+            times = time_generate(model, batch, repeats, device)
+            seconds = statistics.median(times)
+            reference = RELEASE_SECONDS.get((depth, batch))
+            rows.append(
+                {
+                    "preset": preset,
+                    "depth": depth,
+                    "width": model.config.width,
+                    "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+                    "batch": batch,
+                    "seconds_per_call": round(seconds, 4),
+                    "latency_per_clip_s": round(seconds / batch, 4),
+                    "clips_per_s": round(batch / seconds, 3),
+                    "all_times_s": [round(t, 4) for t in times],
+                    "release_seconds_per_call": reference,
+                    "speedup_vs_release": round(reference / seconds, 2) if reference else None,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+        del model
+    return {
+        "benchmark": "AAR.generate, cfg 4, top-k 200, top-p 0.95, float32, 1 s clips, random weights",
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "repeats": repeats,
+        "results": rows,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["d4", "d8", "d16"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("-o", "--out", default="benchmarks/results/generate_speed.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    report = run(args.presets, args.batches, args.repeats, args.device)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
