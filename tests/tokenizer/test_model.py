@@ -115,3 +115,11 @@ def test_causal_option_and_n_filters(causal):
         wav2[..., -320:] += 0.5
         a, b = sat.encode_latent(wav), sat.encode_latent(wav2)
         assert torch.equal(a[..., :-1], b[..., :-1]) and not torch.equal(a, b)
+
+
+def test_rvq_baseline_encodes_every_level_at_full_rate():
+    sat = SAT(SATConfig(dimension=16, latent_dim=8, n_filters=2, lstm=0, scales=[75] * 8, phi="none")).eval()
+    wav = sine_mix(2)
+    codes = sat.encode(wav)
+    assert [tuple(c.shape) for c in codes] == [(2, 75)] * 8
+    assert sat.decode(codes).shape == wav.shape

@@ -44,7 +44,10 @@ def _make_increasing(raw: list[int], length: int) -> list[int]:
 
 
 def validate_scales(scales: list[int], length: int) -> list[int]:
-    """Check an explicit schedule: positive, strictly increasing integers ending at ``length``."""
+    """Check an explicit schedule: positive, non-decreasing integers ending at ``length``.
+
+    Equal entries are allowed so that plain residual VQ (every level at the full frame rate,
+    e.g. ``[75] * 8``, the EnCodec-style baseline) is a schedule like any other."""
     try:
         scales = [int(s) for s in scales]
     except (TypeError, ValueError):
@@ -53,8 +56,8 @@ def validate_scales(scales: list[int], length: int) -> list[int]:
         raise ValueError("scales must not be empty")
     if scales[0] < 1:
         raise ValueError(f"scales must be positive, got {scales}")
-    if any(b <= a for a, b in zip(scales, scales[1:])):
-        raise ValueError(f"scales must be strictly increasing, got {scales}")
+    if any(b < a for a, b in zip(scales, scales[1:])):
+        raise ValueError(f"scales must be increasing (non-decreasing), got {scales}")
     if scales[-1] != length:
         raise ValueError(f"the last scale must equal the latent length {length}, got {scales[-1]} (scales {scales})")
     return scales
