@@ -202,3 +202,16 @@ def test_mel_backbone_is_weight_free_and_labelled():
     out = backbone(clips(16_000, 2.0))
     assert out.embeddings.shape == (2, 2, 128)
     assert backbone(clips(16_000, 0.01, count=1)).embeddings.shape == (1, 1, 128)
+
+
+def test_full_precision_disables_tf32_and_restores_the_setting():
+    from aar.metrics.backbones.base import full_precision
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with full_precision():
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from aar.audio import AudioError
 from aar.metrics.backbones import Backbone
+from aar.metrics.backbones.base import full_precision
 from aar.metrics.cache import ReferenceCache, ReferenceEntry
 from aar.metrics.classifier import ISC_SPLITS, inception_score, kl_divergence
 from aar.metrics.clips import collect_clips, read_ahead, read_clip
@@ -68,7 +69,8 @@ def embed_clips(
     def flush():
         if not batch_wavs:
             return
-        output = backbone(torch.stack(batch_wavs).to(device))
+        with full_precision():
+            output = backbone(torch.stack(batch_wavs).to(device))
         result.names.extend(batch_names)
         result.embeddings.extend(output.embeddings.float().cpu().numpy())
         if output.logits is not None:
