@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "tokenizer_cmds",
     "evaluate_cmd",
     "train_tokenizer_cmd",
+    "aar_train_cmds",
+    "generate_cmd",
 ]
 
 

@@ -50,12 +50,14 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float =
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices and kernels only: biases, norms' gains and other 1-D parameters get none."""
+    """Decay matrices and kernels only: biases, norms' gains and other 1-D parameters get none, nor
+    do the parameters a module lists in its ``no_weight_decay()`` (names, as timm models do)."""
+    skip = set(module.no_weight_decay()) if hasattr(module, "no_weight_decay") else set()
     decay, keep = [], []
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        (keep if p.ndim <= 1 or name.endswith("bias") else decay).append(p)
+        (keep if p.ndim <= 1 or name.endswith("bias") or name in skip else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if keep:
         groups.append({"params": keep, "weight_decay": 0.0})

@@ -130,6 +130,13 @@ class AAR(nn.Module):
         self._tokenizer.to(self.pos_embed.device)  # the tokenizer follows the device, never the dtype
         return self
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters trained without weight decay (as released): position, level and start
+        embeddings and the attention logit scales (biases and other 1-D tensors are excluded
+        by the optimiser anyway)."""
+        names = {"start_pos", "pos_embed", "level_embed.weight"}
+        return names | {n for n, _ in self.named_parameters() if n.endswith("attn.log_scale")}
+
     def scale_ranges(self) -> list[tuple[int, int]]:
         """``(begin, end)`` sequence positions of each scale."""
         ends = torch.tensor(self.config.scales).cumsum(0).tolist()

@@ -1,0 +1,131 @@
+"""``aar tokenize-dataset`` (encode a dataset once into a token cache) and ``aar train-aar``
+(train the transformer on it, single process or every process of torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+
+from aar.cli.main import CLIError
+
+
+# ---------------------------------------------------------------- tokenize-dataset
+def run_tokenize_dataset(args: argparse.Namespace) -> int:
+    from aar.cli.tokenizer_cmds import pick_device
+    from aar.data import DataError, open_source
+    from aar.tokenizer import SAT
+    from aar.transformer.token_cache import build_token_cache
+
+    condition = args.condition or ("clap" if args.clap else "none")
+    if condition == "clap" and not args.clap:
+        raise CLIError("--condition clap needs --clap DIR (a local copy of laion/larger_clap_general)")
+    if condition != "clap" and args.clap:
+        raise CLIError(f"--clap is only used with --condition clap, not {condition}")
+    for name in ("batch_size", "shard_size"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.max_windows is not None and args.max_windows < 1:
+        raise CLIError("--max-windows must be >= 1")
+    device = pick_device(args.device)
+    tokenizer = SAT.from_pretrained(args.tokenizer, device=device)
+    try:
+        source = open_source(args.data, args.audioset_csv)
+    except DataError as exc:
+        raise CLIError(str(exc)) from None
+    clap = None
+    if condition == "clap":
+        from aar.conditioning import ClapEmbedder
+
+        clap = ClapEmbedder(args.clap, device=device, batch_size=args.batch_size)
+    try:
+        meta = build_token_cache(
+            tokenizer, source, args.out, condition=condition, clap=clap,
+            batch_size=args.batch_size, shard_size=args.shard_size, max_windows=args.max_windows,
+        )
+    except (ValueError, DataError) as exc:
+        raise CLIError(str(exc)) from None
+    extra = f", classes: {', '.join(meta['class_names'])}" if meta["class_names"] else ""
+    print(
+        f"wrote {args.out}: {meta['num_windows']} windows of {meta['seq_len']} tokens from {meta['num_clips']} clips "
+        f"in {len(meta['shards'])} shard(s); condition {condition}{extra}; "
+        f"{len(meta['undecodable'])} undecodable file(s) skipped"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- train-aar
+def run_train_aar(args: argparse.Namespace) -> int:
+    from aar.cli.train_tokenizer_cmd import _setup_logging
+    from aar.transformer.training import AARTrainConfig, load_run_config, saved_cache, train_aar
+
+    _setup_logging()
+    try:
+        if args.config is not None:
+            config = AARTrainConfig.load(args.config)
+        elif args.resume:
+            config = load_run_config(args.out)
+        else:
+            raise CLIError("--config is required (a YAML file or a preset: d4, d8, d16)")
+        cache = args.cache
+        if cache is None:
+            if not args.resume:
+                raise CLIError("--cache is required (a folder made by `aar tokenize-dataset`)")
+            cache = saved_cache(args.out)
+        if args.max_steps is not None:
+            config.train.max_steps, config.train.epochs = args.max_steps, None
+        if args.batch_size is not None:
+            config.data.batch_size = args.batch_size
+        if args.device is not None:
+            config.train.device = args.device
+        config.train.__post_init__()  # re-validate after the overrides
+        config.data.__post_init__()
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        train_aar(config, cache, args.out, resume=args.resume)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    return 0
+
+
+# ---------------------------------------------------------------- registration
+def register(sub) -> None:
+    p = sub.add_parser(
+        "tokenize-dataset",
+        help="encode a dataset once into a token cache for train-aar",
+        description=(
+            "Encode every clip of a dataset with a SAT tokenizer (whole 1 s windows) and store the codes "
+            "(int16) with each clip's condition in memory-mappable shards. Conditions: CLAP audio "
+            "embeddings of the whole clip at 48 kHz (--clap), the clip's top-level folder as its class "
+            "(--condition label), or none."
+        ),
+    )
+    p.add_argument("--tokenizer", required=True, help="SAT tokenizer folder or an authors' .pth")
+    p.add_argument("--data", required=True, help="audio folder, AudioSet mp3 folder (with --audioset-csv), or WebDataset shards")
+    p.add_argument("--audioset-csv", help="AudioSet segments CSV: --data is then the folder of Y<YTID>.mp3 files")
+    p.add_argument("--out", required=True, help="cache folder to create")
+    p.add_argument("--condition", choices=["clap", "label", "none"],
+                   help="what to store as each clip's condition (default: clap with --clap, else none)")
+    p.add_argument("--clap", metavar="DIR", help="local folder of the CLAP model (laion/larger_clap_general)")
+    p.add_argument("--max-windows", type=int, help="at most this many 1 s windows per clip (default: all)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips / windows encoded per batch (default 16)")
+    p.add_argument("--shard-size", type=int, default=4096, help="windows per shard (default 4096)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    p.set_defaults(func=run_tokenize_dataset)
+
+    p = sub.add_parser(
+        "train-aar",
+        help="train an AAR transformer on a token cache (runs under torchrun for several GPUs)",
+        description=(
+            "Train the next-scale transformer on a token cache. Single process when started plainly; one "
+            "process per device under torchrun (torchrun --nproc_per_node 8 -m aar train-aar ...). "
+            "The final model is RUN_DIR/model (with its tokenizer), loadable by AAR.from_pretrained."
+        ),
+    )
+    p.add_argument("--config", help="YAML file or preset name (d4, d8, d16); with --resume defaults to the run's saved config")
+    p.add_argument("--cache", help="token cache from `aar tokenize-dataset`; with --resume defaults to the run's")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, TensorBoard logs, summary.json, model/)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--max-steps", type=int, help="override train.max_steps")
+    p.add_argument("--batch-size", type=int, help="override data.batch_size (per process)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
+    p.set_defaults(func=run_train_aar)
