@@ -1,6 +1,5 @@
 """Each backbone loads random weights saved in its published layout, through the user's path."""
 
-import math
 
 import numpy as np
 import pytest

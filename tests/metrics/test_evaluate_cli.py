@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from aar.audio import load_audio
 from aar.cli.main import main
@@ -113,10 +112,12 @@ def test_unreadable_files_are_skipped_and_listed(tmp_path, folders, capsys):
 def test_partial_pairs_use_the_common_names(tmp_path, capsys):
     reference = write_clips(tmp_path / "ref", ["a", "b", "c"], seconds=1.0)
     generated = write_clips(tmp_path / "gen", ["b", "c", "z"], seconds=1.0)
+    write_clips(generated, ["b"], seconds=0.8)  # a generated clip shorter than its reference
     report_path = tmp_path / "r.json"
     assert evaluate(tmp_path, "--reference", reference, "--generated", generated, "-o", report_path) == 0
     report = json.loads(report_path.read_text())
     assert report["counts"]["spectral_pairs"] == 2
+    assert any("1 pairs differ in length" in note for note in report["notes"])
     assert report["unpaired"] == {"reference_only": ["a"], "generated_only": ["z"]}
     assert set(report["per_pair"]) == {"b", "c"}
 
@@ -165,3 +166,9 @@ def test_missing_weights_are_a_one_line_error(tmp_path, folders, capsys, monkeyp
     assert evaluate(tmp_path, "--reference", reference, "--generated", generated, "--backbone", "panns") == 1
     err = capsys.readouterr().err.strip()
     assert "Cnn14_mAP=0.431.pth" in err and "AAR_PANNS_WEIGHTS" in err and "\n" not in err
+
+
+def test_bad_device_is_a_one_line_error(tmp_path, folders, capsys):
+    reference, generated = folders
+    assert evaluate(tmp_path, "--reference", reference, "--generated", generated, "--device", "foo") == 1
+    assert "--device foo" in capsys.readouterr().err

@@ -99,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise CLIError(f"--device {device}: CUDA is not available on this machine")
+    except RuntimeError:
+        raise CLIError(f"--device {device}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    try:
         backbone = load_backbone(args.backbone, args.weights, device)
         report = evaluate_folders(
             args.reference,

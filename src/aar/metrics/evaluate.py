@@ -153,6 +153,38 @@ def paired_spectral_distances(
     return per_pair, skipped, mismatched
 
 
+def _reference_entry(
+    clips: dict[str, Path], backbone: Backbone, batch_size: int, cache_dir, progress: bool
+) -> tuple[ReferenceEntry, str | None, bool]:
+    """The reference set under ``backbone``: ``(entry, cache file or None, read from the cache?)``."""
+    cache = ReferenceCache(cache_dir) if cache_dir is not None else None
+    key = cache.key(clips, backbone.name, backbone.weights) if cache else None
+    entry = cache.load(key) if cache else None
+    if entry is not None:
+        return entry, str(cache.path(key)), True
+    embedded = embed_clips(clips, backbone, batch_size, f"reference ({backbone.name})", progress)
+    entry = ReferenceEntry(
+        stats=_stats_or_none(embedded, backbone.embedding_dim),
+        names=embedded.names,
+        logits=np.stack(embedded.logits) if embedded.logits else None,
+        embedding_count=sum(len(e) for e in embedded.embeddings),
+        skipped=embedded.skipped,
+    )
+    return entry, (str(cache.save(key, entry)) if cache else None), False
+
+
+def _kl(reference: ReferenceEntry, generated: EmbeddedSet, common: list[str]) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """Per-pair KL, softmax and sigmoid variants, over the common names readable on both sides."""
+    ref_logits = dict(zip(reference.names, reference.logits)) if reference.logits is not None else {}
+    gen_logits = generated.logits_by_name()
+    names = [n for n in common if n in ref_logits and n in gen_logits]
+    if not names:
+        raise MetricError("KL needs at least 1 readable pair of clips with the same name; none was readable")
+    gen = torch.from_numpy(np.stack([gen_logits[n] for n in names]))
+    ref = torch.from_numpy(np.stack([ref_logits[n] for n in names]))
+    return names, {f"kl_{a}": kl_divergence(gen, ref, a) for a in ("softmax", "sigmoid")}
+
+
 def evaluate_folders(
     reference: str | Path,
     generated: str | Path,
@@ -210,31 +242,14 @@ def evaluate_folders(
     counts = {"reference_files": len(ref_clips), "generated_files": len(gen_clips), "pairs": len(common)}
     cache_path = None
 
-    needs_reference = any(m in ("fad", "kl") for m in metrics)
-    needs_generated = any(m in ("fad", "isc", "kl") for m in metrics)
-    reference_entry = None
-    if needs_reference:
-        cache = ReferenceCache(cache_dir) if cache_dir is not None else None
-        key = cache.key(ref_clips, backbone.name, backbone.weights) if cache else None
-        reference_entry = cache.load(key) if cache else None
-        if reference_entry is None:
-            embedded = embed_clips(ref_clips, backbone, batch_size, f"reference ({backbone.name})", progress)
-            reference_entry = ReferenceEntry(
-                stats=_stats_or_none(embedded, backbone.embedding_dim),
-                names=embedded.names,
-                logits=np.stack(embedded.logits) if embedded.logits else None,
-                embedding_count=sum(len(e) for e in embedded.embeddings),
-                skipped=embedded.skipped,
-            )
-            if cache:
-                cache_path = str(cache.save(key, reference_entry))
-        else:
-            cache_path = str(cache.path(key))
+    if any(m in ("fad", "kl") for m in metrics):
+        reference_entry, cache_path, cached = _reference_entry(ref_clips, backbone, batch_size, cache_dir, progress)
+        if cached:
             notes.append(f"reference statistics read from the cache {cache_path}")
         skipped.extend(reference_entry.skipped)
         counts["reference_embeddings"] = reference_entry.embedding_count
 
-    if needs_generated:
+    if any(m in ("fad", "isc", "kl") for m in metrics):
         generated_set = embed_clips(gen_clips, backbone, batch_size, f"generated ({backbone.name})", progress)
         skipped.extend(generated_set.skipped)
         counts["generated_embeddings"] = sum(len(e) for e in generated_set.embeddings)
@@ -258,34 +273,26 @@ def evaluate_folders(
                 )
 
     if "isc" in metrics:
-        logits = np.stack(generated_set.logits) if generated_set.logits else np.zeros((0, backbone.num_classes))
-        splits = min(ISC_SPLITS, len(logits))
-        if splits < 1:
+        if not generated_set.logits:
             raise MetricError("the Inception Score needs at least 1 readable generated clip")
+        splits = min(ISC_SPLITS, len(generated_set.logits))
         if splits < ISC_SPLITS:
-            notes.append(f"ISc over {splits} split(s) instead of {ISC_SPLITS}: only {len(logits)} generated clips")
-        results["isc_mean"], results["isc_std"] = inception_score(torch.from_numpy(logits), splits=splits)
+            notes.append(f"ISc over {splits} split(s) instead of {ISC_SPLITS}: only {splits} generated clips")
+        logits = torch.from_numpy(np.stack(generated_set.logits))
+        results["isc_mean"], results["isc_std"] = inception_score(logits, splits=splits)
         counts["isc_splits"] = splits
 
     if "kl" in metrics:
-        ref_logits = dict(zip(reference_entry.names, reference_entry.logits if reference_entry.logits is not None else []))
-        gen_logits = generated_set.logits_by_name()
-        names = [n for n in common if n in ref_logits and n in gen_logits]
-        if not names:
-            raise MetricError("KL needs at least 1 readable pair of clips with the same name; none was readable")
-        gen = torch.from_numpy(np.stack([gen_logits[n] for n in names]))
-        ref = torch.from_numpy(np.stack([ref_logits[n] for n in names]))
-        for activation in ("softmax", "sigmoid"):
-            values = kl_divergence(gen, ref, activation)
-            results[f"kl_{activation}"] = float(values.mean())
+        names, kl_values = _kl(reference_entry, generated_set, common)
+        for key, values in kl_values.items():
+            results[key] = float(values.mean())
             for name, value in zip(names, values.tolist()):
-                per_pair[name][f"kl_{activation}"] = value
+                per_pair[name][key] = value
         counts["kl_pairs"] = len(names)
 
     if "mel" in metrics or "stft" in metrics:
-        device = module_device(backbone)
         pairs = [(name, ref_clips[name], gen_clips[name]) for name in common]
-        distances, pair_skipped, mismatched = paired_spectral_distances(pairs, metrics, device, progress)
+        distances, pair_skipped, mismatched = paired_spectral_distances(pairs, metrics, module_device(backbone), progress)
         known = {entry["file"] for entry in skipped}
         skipped.extend(entry for entry in pair_skipped if entry["file"] not in known)
         if not distances:
