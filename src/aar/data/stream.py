@@ -1,18 +1,22 @@
 """Endless, resumable batches of random crops for training.
 
-Every (rank, worker) pair is a *slot* that reads its own share of the data:
+**File sources** (folder, AudioSet): the batches of a rank are a pure function of
+(seed, rank, world size, batch index). Epoch ``e`` is a seeded permutation of the training
+files (tiled when there are fewer files than processes); rank ``r`` of ``R`` takes positions
+``r, r + R, ...`` (the last ``len % R`` are dropped so every rank has the same epoch length);
+batch ``k`` holds items ``k * B .. k * B + B - 1`` of that endless sequence, and its crops come
+from RNGs seeded by (seed, epoch, position). A file that fails to decode is replaced by a
+file drawn from the same seeded RNG. DataLoader workers split the batches (worker ``w`` makes
+batches ``w, w + W, ...``), so the stream does not depend on ``num_workers`` and its position
+is one number: the batches consumed.
 
-- file sources: each epoch is a seeded permutation of the training files (tiled when there are
-  fewer files than slots); slot ``s`` of ``n`` takes positions ``s, s + n, ...``;
-- WebDataset shards: each epoch is a seeded permutation of the shards; with at least as many
-  shards as slots, slot ``s`` reads shards ``s, s + n, ...``, otherwise every slot reads every
-  shard and keeps samples ``s, s + n, ...``. Samples pass through a seeded shuffle buffer that
-  is emptied at the end of each shard, so a resume replays at most one shard.
-
-Crop offsets come from RNGs seeded by (seed, epoch, position or key), never by the worker, so
-batches are the same for any ``num_workers``. Each batch carries its slot's *cursor* (where the
-slot stands after the batch); :class:`BatchLoader` keeps the cursors of the batches actually
-consumed, which is all a checkpoint needs to continue the stream exactly.
+**WebDataset shards**: each (rank, worker) pair is a *slot*. Epoch ``e`` is a seeded
+permutation of the shards; with at least as many shards as slots, slot ``s`` of ``n`` reads
+shards ``s, s + n, ...``, otherwise every slot reads every shard and keeps samples
+``s, s + n, ...``. Samples pass through a seeded shuffle buffer that is emptied at the end of
+each shard, so a resume replays at most one shard. The position is one cursor per worker
+(epoch, shard, samples drawn) plus the batches consumed (which worker's batch comes next),
+exact when resuming with the same ``num_workers``.
 """
 
 from __future__ import annotations
@@ -33,12 +37,12 @@ from aar.data.split import key_hash, name_seed
 
 log = logging.getLogger("aar.data")
 
-Cursor = tuple[int, ...]
+MAX_REPLACEMENTS = 1000  # undecodable files in a row before a file source is declared unusable
 
 
 @dataclass
 class StreamSpec:
-    """What each slot needs to produce its batches (picklable, sent to workers)."""
+    """What the workers need to produce a rank's batches (picklable)."""
 
     source: FileSource | ShardSource
     batch_size: int
@@ -66,11 +70,57 @@ def _shuffled(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
         yield buf[j]
 
 
+class _FileOrder:
+    """The endless item sequence of one rank over a file source."""
+
+    def __init__(self, spec: StreamSpec):
+        self.spec = spec
+        source: FileSource = spec.source
+        self.train = np.arange(len(source)) if spec.train_indices is None else np.asarray(spec.train_indices)
+        if len(self.train) == 0:
+            raise DataError(f"{source.root}: no training files left after the validation split")
+        self.reps = max(1, math.ceil(spec.world_size / len(self.train)))
+        self.per_rank = len(self.train) * self.reps // spec.world_size
+        self._epoch, self._seq = -1, None
+
+    def _sequence(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            perm = np.random.default_rng([self.spec.seed, epoch]).permutation(len(self.train))
+            self._epoch, self._seq = epoch, np.tile(self.train[perm], self.reps)
+        return self._seq
+
+    def item(self, g: int, failed: dict[str, str]) -> torch.Tensor:
+        """Crop ``Tensor[1 x length]`` of item ``g`` of this rank (replacing undecodable files)."""
+        spec = self.spec
+        epoch, offset = divmod(g, self.per_rank)
+        position = spec.rank + offset * spec.world_size
+        index = int(self._sequence(epoch)[position])
+        rng = np.random.default_rng([spec.seed, epoch, position])
+        last = None
+        for attempt in range(MAX_REPLACEMENTS + 1):
+            if attempt:
+                rng = np.random.default_rng([spec.seed, epoch, position, attempt])
+                index = int(self.train[rng.integers(len(self.train))])
+            try:
+                wav = spec.source.read(index, spec.sample_rate)
+            except AudioError as exc:
+                failed[spec.source.name(index)] = last = str(exc)
+                continue
+            return random_crop(wav, spec.length, rng)
+        raise DataError(f"{spec.source.root}: {MAX_REPLACEMENTS + 1} files in a row failed to decode; last: {last}")
+
+    def batch(self, k: int) -> tuple[torch.Tensor, dict[str, str]]:
+        failed: dict[str, str] = {}
+        b = self.spec.batch_size
+        return torch.stack([self.item(g, failed) for g in range(k * b, (k + 1) * b)]), failed
+
+
 class CropStream(IterableDataset):
     """Yields dicts ``{"wav": Tensor[B x 1 x length], "worker": int, "cursor": tuple, "failed": {name: reason}}``
-    forever. ``start`` maps worker id -> cursor to continue from."""
+    forever. ``start``: ``{"batches": n}`` (batches already consumed) and, for shards,
+    ``"cursors": {worker: cursor}``."""
 
-    def __init__(self, spec: StreamSpec, start: dict[int, Cursor] | None = None):
+    def __init__(self, spec: StreamSpec, start: dict | None = None):
         super().__init__()
         self.spec = spec
         self.start = dict(start or {})
@@ -78,15 +128,26 @@ class CropStream(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        consumed = int(self.start.get("batches", 0))
+        if isinstance(self.spec.source, ShardSource):
+            # The DataLoader asks worker 0 first; the batch due next is the (logical) worker
+            # ``consumed % workers``'s, so DataLoader worker i plays that role shifted by i.
+            yield from self._shard_batches((worker + consumed) % workers, workers)
+            return
+        order = _FileOrder(self.spec)
+        k = consumed + worker
+        while True:
+            wav, failed = order.batch(k)
+            yield {"wav": wav, "worker": worker, "cursor": (k + 1,), "failed": failed}
+            k += workers
+
+    # ---------------------------------------------------------------- shards
+    def _shard_batches(self, worker: int, workers: int):
         spec = self.spec
         slot, slots = spec.rank * workers + worker, spec.world_size * workers
-        cursor = self.start.get(worker)
-        if isinstance(spec.source, ShardSource):
-            items = self._shard_items(slot, slots, cursor)
-        else:
-            items = self._file_items(slot, slots, cursor)
         batch, failed = [], {}
-        for name, wav, reason, position in items:
+        cursor = self.start.get("cursors", {}).get(worker)
+        for name, wav, reason, position in self._shard_items(slot, slots, cursor):
             if wav is None:
                 failed[name] = reason
                 continue
@@ -95,40 +156,6 @@ class CropStream(IterableDataset):
                 yield {"wav": torch.stack(batch), "worker": worker, "cursor": position, "failed": failed}
                 batch, failed = [], {}
 
-    # ---------------------------------------------------------------- files
-    def _file_items(self, slot: int, slots: int, cursor: Cursor | None):
-        spec = self.spec
-        source: FileSource = spec.source
-        train = np.arange(len(source)) if spec.train_indices is None else np.asarray(spec.train_indices)
-        if len(train) == 0:
-            raise DataError(f"{source.root}: no training files left after the validation split")
-        epoch, pos = cursor if cursor is not None else (0, 0)
-        reps = max(1, math.ceil(slots / len(train)))
-        failures_in_a_row = 0
-        while True:
-            seq = np.tile(train[np.random.default_rng([spec.seed, epoch]).permutation(len(train))], reps)
-            mine = np.arange(slot, len(seq), slots)
-            while pos < len(mine):
-                p = int(mine[pos])
-                index = int(seq[p])
-                pos += 1
-                name = source.name(index)
-                try:
-                    wav = source.read(index, spec.sample_rate)
-                except AudioError as exc:
-                    failures_in_a_row += 1
-                    if failures_in_a_row > len(seq):
-                        raise DataError(
-                            f"{source.root}: {failures_in_a_row} files in a row failed to decode; last: {exc}"
-                        ) from None
-                    yield name, None, str(exc), (epoch, pos)
-                    continue
-                failures_in_a_row = 0
-                crop = random_crop(wav, spec.length, np.random.default_rng([spec.seed, epoch, p]))
-                yield name, crop, None, (epoch, pos)
-            epoch, pos = epoch + 1, 0
-
-    # ---------------------------------------------------------------- shards
     def _shard_samples(self, url: str, slot: int, slots: int, split_samples: bool) -> Iterator[dict]:
         spec = self.spec
         for k, sample in enumerate(spec.source.samples(url)):
@@ -138,7 +165,7 @@ class CropStream(IterableDataset):
                 continue
             yield sample
 
-    def _shard_items(self, slot: int, slots: int, cursor: Cursor | None):
+    def _shard_items(self, slot: int, slots: int, cursor):
         spec = self.spec
         urls = spec.source.urls
         epoch, shard_pos, drawn = cursor if cursor is not None else (0, 0, 0)
@@ -171,7 +198,7 @@ class CropStream(IterableDataset):
                         wav = read_shard_audio(sample, spec.sample_rate)
                     except AudioError as exc:
                         failures_in_a_row += 1
-                        if failures_in_a_row > 10_000:
+                        if failures_in_a_row > MAX_REPLACEMENTS:
                             raise DataError(f"{url}: {failures_in_a_row} samples in a row failed to decode") from None
                         yield f"{url}:{key}", None, str(exc), (epoch, shard_pos, k)
                         continue
@@ -195,16 +222,15 @@ def _plain_errors(loader: DataLoader) -> Iterator[dict]:
     except DataError as exc:
         last = str(exc).strip().splitlines()[-1]
         prefix = f"{DataError.__module__}.{DataError.__name__}: "
-        raise DataError(last[len(prefix):] if last.startswith(prefix) else last) from None
+        raise DataError(last[len(prefix) :] if last.startswith(prefix) else last) from None
 
 
 class BatchLoader:
     """This rank's endless, resumable stream of ``Tensor[B x 1 x length]`` batches.
 
     Decode failures reported by the workers are recorded in ``failures`` (each logged once).
-    ``state_dict()`` holds the cursor of every worker's last consumed batch plus the failures;
-    after ``load_state_dict`` iteration continues exactly where it stopped (same
-    ``num_workers``, ranks and data); otherwise it continues from the next epoch.
+    ``state_dict()`` holds the position of the last consumed batch plus the failures; after
+    ``load_state_dict`` iteration continues exactly where it stopped.
     """
 
     def __init__(self, spec: StreamSpec, num_workers: int = 0, pin_memory: bool = False, failures: FailureLog | None = None):
@@ -212,46 +238,51 @@ class BatchLoader:
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.failures = failures if failures is not None else FailureLog()
-        self.cursors: dict[int, Cursor] = {}
+        self.shards = isinstance(spec.source, ShardSource)
+        self.position: dict = {"batches": 0, "cursors": {}}  # cursors: shards only, per worker
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         # A private generator: creating the DataLoader iterator must not consume the global torch RNG
         # (a resumed run would otherwise draw different random numbers than an uninterrupted one).
         loader = DataLoader(
-            CropStream(self.spec, self.cursors),
+            CropStream(self.spec, self.position),
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             generator=torch.Generator().manual_seed(self.spec.seed),
         )
         for item in _plain_errors(loader):
-            self.cursors[int(item["worker"])] = tuple(int(c) for c in item["cursor"])
+            self.position["batches"] += 1
+            if self.shards:
+                self.position["cursors"][int(item["worker"])] = tuple(int(c) for c in item["cursor"])
             for name, reason in item["failed"].items():
                 self.failures.add(name, reason)
             yield item["wav"]
 
     def state_dict(self) -> dict:
-        return {
-            "cursors": {int(w): list(c) for w, c in self.cursors.items()},
-            "num_workers": self.num_workers,
-            "failures": dict(self.failures.reasons),
+        position = {
+            "batches": self.position["batches"],
+            "cursors": {int(w): list(c) for w, c in self.position["cursors"].items()},
         }
+        return {"position": position, "num_workers": self.num_workers, "failures": dict(self.failures.reasons)}
 
     def load_state_dict(self, state: dict, exact: bool = True):
-        """Continue from ``state``. With ``exact=False`` (or a different ``num_workers``) every worker
-        starts the epoch after the furthest one reached."""
+        """Continue from ``state``. Shards need the same ``num_workers`` for an exact continuation;
+        otherwise (or with ``exact=False``) every shard worker starts the epoch after the furthest
+        one reached."""
         self.failures.merge(state.get("failures", {}))
-        cursors = {int(w): tuple(c) for w, c in state.get("cursors", {}).items()}
-        if exact and state.get("num_workers") == self.num_workers:
-            self.cursors = cursors
+        position = state.get("position", {})
+        batches = int(position.get("batches", 0))
+        cursors = {int(w): tuple(c) for w, c in position.get("cursors", {}).items()}
+        if not self.shards or (exact and state.get("num_workers") == self.num_workers):
+            self.position = {"batches": batches, "cursors": cursors}
             return
         if cursors:
             log.warning(
-                "data position cannot be restored exactly (workers %s -> %s or a different process count); "
+                "shard position cannot be restored exactly (workers %s -> %s, or another process count); "
                 "continuing from the next epoch",
                 state.get("num_workers"),
                 self.num_workers,
             )
-            epoch = max(c[0] for c in cursors.values()) + 1
-            zeros = (0,) * (len(next(iter(cursors.values()))) - 1)
-            self.cursors = {w: (epoch, *zeros) for w in range(max(1, self.num_workers))}
+        epoch = max((c[0] for c in cursors.values()), default=-1) + 1
+        self.position = {"batches": 0, "cursors": {w: (epoch, 0, 0) for w in range(max(1, self.num_workers))}}

@@ -8,6 +8,7 @@ device, gloo on CPU. Launched plainly, it is a single process and nothing is ini
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 PRECISIONS = ("auto", "bf16", "fp32")
+_DDP_ARGS = set(inspect.signature(DistributedDataParallel.__init__).parameters)
 
 
 @dataclass
@@ -45,12 +47,17 @@ class DistContext:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def wrap(self, module: nn.Module, **ddp_kwargs) -> nn.Module:
-        """``module`` on this device, in DistributedDataParallel when there are several processes."""
+    def wrap(self, module: nn.Module, sync_buffers: bool = True, **ddp_kwargs) -> nn.Module:
+        """``module`` on this device, in DistributedDataParallel when there are several processes.
+        ``sync_buffers=False``: buffers are not broadcast from rank 0 before each forward (for
+        modules that keep their buffers in sync themselves)."""
         module = module.to(self.device)
         if not self.distributed:
             return module
         ids = [self.device.index] if self.device.type == "cuda" else None
+        if not sync_buffers:  # the argument was renamed in recent torch releases
+            name = "forward_sync_buffers" if "forward_sync_buffers" in _DDP_ARGS else "broadcast_buffers"
+            ddp_kwargs[name] = False
         return DistributedDataParallel(module, device_ids=ids, **ddp_kwargs)
 
     def barrier(self):

@@ -141,6 +141,14 @@ def _batch_size(batch: Any) -> int:
     return _batch_size(batch[0])
 
 
+def _first_last(losses: list[float], window: int = 10) -> dict | None:
+    """Mean training loss over the first and the last ``window`` steps of this session."""
+    if not losses:
+        return None
+    n = max(1, min(window, len(losses) // 2))
+    return {"first": float(np.mean(losses[:n])), "last": float(np.mean(losses[-n:])), "window": n}
+
+
 class Trainer:
     """Runs a :class:`TrainTask` on a :class:`ResumableLoader` into ``run_dir``.
 
@@ -255,13 +263,14 @@ class Trainer:
             self._validate(0, monitor)
         batches = iter(self.loader)
         samples, began = 0, time.perf_counter()
-        loss = float("nan")
+        loss, losses = float("nan"), []
         for step in range(start, total):
             micro = [_to_device(next(batches), ctx.device) for _ in range(cfg.grad_accum)]
             stats = self.task.train_step(micro, step)
             done = step + 1
             samples += sum(_batch_size(b) for b in micro) * ctx.world_size
             loss = stats.get("loss", loss)
+            losses.append(loss)
             to_log = {f"train/{k}": v for k, v in stats.items()} if cfg.log_every and done % cfg.log_every == 0 else None
             monitor.step(done, samples, loss, to_log)
             if cfg.val_every and (done % cfg.val_every == 0 or done == total):
@@ -270,9 +279,9 @@ class Trainer:
                 self._save(done)
         elapsed = time.perf_counter() - began
         monitor.close()
-        return self._finish(start, samples, elapsed)
+        return self._finish(start, samples, elapsed, losses)
 
-    def _finish(self, start: int, samples: int, elapsed: float) -> dict:
+    def _finish(self, start: int, samples: int, elapsed: float, losses: list[float]) -> dict:
         failures = self._failures()
         summary: dict[str, Any] = {
             "steps": self.schedule.total_steps,
@@ -281,6 +290,7 @@ class Trainer:
             "samples": samples,
             "elapsed_s": round(elapsed, 3),
             "samples_per_s": samples / elapsed if elapsed > 0 else None,
+            "train_loss": _first_last(losses),
             "validation": self.val_history,
             "undecodable": failures,
             "train_config": asdict(self.cfg),
@@ -291,6 +301,9 @@ class Trainer:
             lines = [f"trained {self.schedule.total_steps - start} steps in {elapsed:.1f} s"]
             if summary["samples_per_s"]:
                 lines[0] += f" ({summary['samples_per_s']:.2f} samples/s)"
+            if losses:
+                tl = summary["train_loss"]
+                lines.append(f"training loss {tl['first']:.4f} (first {tl['window']} steps) -> {tl['last']:.4f} (last {tl['window']})")
             if self.val_history:
                 first, last = self.val_history[0], self.val_history[-1]
                 keys = [k for k in first if k != "step"]

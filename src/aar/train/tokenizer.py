@@ -134,8 +134,8 @@ class SATTask(TrainTask):
         self.sat = SAT(cfg.model).to(ctx.device).train()
         self.disc = MultiScaleSTFTDiscriminator(cfg.discriminator).to(ctx.device).train()
         # Codebook buffers change inside forward and are synchronised by the quantizer itself.
-        self.generator = ctx.wrap(_Generator(self.sat), broadcast_buffers=False)
-        self.disc_ddp = ctx.wrap(self.disc, broadcast_buffers=False)
+        self.generator = ctx.wrap(_Generator(self.sat), sync_buffers=False)
+        self.disc_ddp = ctx.wrap(self.disc)
         self.loss = GeneratorLoss(cfg.loss, cfg.model.sample_rate).to(ctx.device)
         warmup = schedule.steps(cfg.optim.warmup_steps, cfg.optim.warmup_epochs, "optim.warmup_epochs")
         self.opt_g = Optimization(self.sat, cfg.optim, schedule.total_steps, warmup)
