@@ -76,6 +76,9 @@ def run_train_aar(args: argparse.Namespace) -> int:
             config.data.batch_size = args.batch_size
         if args.device is not None:
             config.train.device = args.device
+        if args.arch is not None:
+            config.arch = args.arch
+        config.__post_init__()
         config.train.__post_init__()  # re-validate after the overrides
         config.data.__post_init__()
     except ValueError as exc:
@@ -116,7 +119,8 @@ def register(sub) -> None:
         "train-aar",
         help="train an AAR transformer on a token cache (runs under torchrun for several GPUs)",
         description=(
-            "Train the next-scale transformer on a token cache. Single process when started plainly; one "
+            "Train the next-scale transformer (or, with --arch next-token, the next-token baseline of the "
+            "same size) on a token cache. Single process when started plainly; one "
             "process per device under torchrun (torchrun --nproc_per_node 8 -m aar train-aar ...). "
             "The final model is RUN_DIR/model (with its tokenizer), loadable by AAR.from_pretrained."
         ),
@@ -128,4 +132,6 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=int, help="override train.max_steps")
     p.add_argument("--batch-size", type=int, help="override data.batch_size (per process)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
+    p.add_argument("--arch", choices=["next-scale", "next-token"],
+                   help="override arch: next-scale (the AAR, default) or next-token (the baseline of the same size)")
     p.set_defaults(func=run_train_aar)

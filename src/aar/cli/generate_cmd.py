@@ -61,7 +61,7 @@ def _conditioner(kind: str, model, args):
 def run_generate(args: argparse.Namespace) -> int:
     from aar.audio import save_audio
     from aar.cli.tokenizer_cmds import pick_device
-    from aar.transformer import AAR
+    from aar.transformer import load_transformer
 
     if args.num < 1:
         raise CLIError(f"--num must be >= 1, got {args.num}")
@@ -74,7 +74,7 @@ def run_generate(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise CLIError(f"--prompt-audio {path}: no such file")
     device = pick_device(args.device)
-    model = AAR.from_pretrained(args.model, tokenizer=args.tokenizer, device=device).to(DTYPES[args.dtype])
+    model = load_transformer(args.model, tokenizer=args.tokenizer, device=device).to(DTYPES[args.dtype])
     kind, prompts = _prompts(args)
     conditioner = _conditioner(kind, model, args)
     try:
@@ -132,7 +132,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "generate",
         help="generate audio clips with an AAR model",
-        description="Generate 1 s clips with an AAR model (next-scale prediction, one step per scale).",
+        description=(
+            "Generate 1 s clips with an AAR model (next-scale prediction, one step per scale) or a next-token "
+            "baseline trained with `aar train-aar --arch next-token` (one step per token)."
+        ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

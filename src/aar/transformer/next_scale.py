@@ -262,30 +262,14 @@ class AAR(nn.Module):
         ``torch.Generator`` seeded with ``seed`` (None: a random seed), so a seed reproduces
         the output exactly on a given device.
         """
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        if cond is None:
-            batch = num_samples
-            vectors = self.condition_vectors(None, batch)
-        else:
-            vectors = self.condition_vectors(cond, 0).repeat_interleave(num_samples, dim=0)
-            batch = vectors.shape[0]
-        guided = cfg != 0 and cond is not None
-        if guided:
-            vectors = torch.cat((vectors, self.uncond_embedding.expand(batch, -1)))
-        rows = vectors.shape[0]
-        cond_bc = self.cond_mlp(vectors)
+        batch, guided, cond_bc, generator = self._prepare_generation(cond, cfg, seed, num_samples)
+        rows = cond_bc.shape[0]
         modulations = [block.modulation(cond_bc) for block in self.blocks]
         head_modulation = self.head.modulation(cond_bc)
         caches = [
             KVCache(rows, self.config.num_heads, self.seq_len, self.config.head_dim, self.device, cond_bc.dtype)
             for _ in self.blocks
         ]
-        generator = torch.Generator(device=self.device)
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(seed)
 
         level_pos = self.level_positions()
         s0 = self.config.scales[0]
@@ -308,6 +292,30 @@ class AAR(nn.Module):
                     x = x.repeat(2, 1, 1)
         audio = self.tokenizer.decode_quantized_sum(f_hat)
         return Generation(codes=codes, audio=audio, sample_rate=self.tokenizer.sample_rate)
+
+    def _prepare_generation(
+        self, cond: torch.Tensor | None, cfg: float, seed: int | None, num_samples: int
+    ) -> tuple[int, bool, torch.Tensor, torch.Generator]:
+        """What every generator starts from: (clips ``B``, whether guidance runs, the embedded
+        conditions ``[R x C]`` with the null half appended when guided (R = 2B, else B), the
+        seeded random generator)."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if cond is None:
+            batch = num_samples
+            vectors = self.condition_vectors(None, batch)
+        else:
+            vectors = self.condition_vectors(cond, 0).repeat_interleave(num_samples, dim=0)
+            batch = vectors.shape[0]
+        guided = cfg != 0 and cond is not None
+        if guided:
+            vectors = torch.cat((vectors, self.uncond_embedding.expand(batch, -1)))
+        generator = torch.Generator(device=self.device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+        return batch, guided, self.cond_mlp(vectors), generator
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

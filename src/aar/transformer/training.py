@@ -29,6 +29,7 @@ from aar.train.monitor import Monitor
 from aar.train.optim import OptimConfig, Optimization
 from aar.transformer.config import AAR_PRESETS, AARConfig
 from aar.transformer.next_scale import AAR
+from aar.transformer.registry import ARCHITECTURES
 from aar.transformer.token_cache import TokenCache, TokenCacheLoader, split_cache
 
 log = logging.getLogger("aar.train")
@@ -64,7 +65,8 @@ class SampleConfig:
 
 @dataclass
 class AARTrainConfig:
-    """A training run. YAML sections: ``model`` (an AAR preset name, or AARConfig fields with an
+    """A training run. YAML sections: ``arch`` (``next-scale``, the AAR, or ``next-token``, the
+    baseline of the same size), ``model`` (an AAR preset name, or AARConfig fields with an
     optional ``preset:``; condition, cond_dim, class names and tokenizer sizes come from the
     token cache), ``data``, ``optim``, ``train``, ``sample``."""
 
@@ -75,6 +77,11 @@ class AARTrainConfig:
     )
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=1000))
     sample: SampleConfig = field(default_factory=SampleConfig)
+    arch: str = "next-scale"
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown arch {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "AARTrainConfig":
@@ -90,6 +97,7 @@ class AARTrainConfig:
             optim=build_section(OptimConfig, optim, "optim"),
             train=build_section(TrainConfig, data.get("train", {"max_steps": 1000}), "train"),
             sample=build_section(SampleConfig, data.get("sample"), "sample"),
+            arch=data.get("arch", "next-scale"),
         )
 
     @classmethod
@@ -146,7 +154,8 @@ def next_scale_loss(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
 
 
 class AARTask(TrainTask):
-    """The AAR transformer trained on a token cache (its tokenizer frozen)."""
+    """The AAR transformer (or the next-token baseline, ``cfg.arch``) trained on a token cache
+    (its tokenizer frozen)."""
 
     def __init__(self, cfg: AARTrainConfig, cache: TokenCache, validation: np.ndarray):
         self.cfg, self.cache, self.validation = cfg, cache, validation
@@ -154,7 +163,7 @@ class AARTask(TrainTask):
     def build(self, ctx: DistContext, schedule: Schedule):
         self.ctx = ctx
         tokenizer = self.cache.tokenizer().to(ctx.device)
-        self.model = AAR(model_config_for_cache(self.cfg.model, self.cache), tokenizer).to(ctx.device).train()
+        self.model = ARCHITECTURES[self.cfg.arch](model_config_for_cache(self.cfg.model, self.cache), tokenizer).to(ctx.device).train()
         self.wrapped = ctx.wrap(self.model)
         warmup = schedule.steps(self.cfg.optim.warmup_steps, self.cfg.optim.warmup_epochs, "optim.warmup_epochs")
         self.optim = Optimization(self.model, self.cfg.optim, schedule.total_steps, warmup)
@@ -253,8 +262,8 @@ def train_aar(config: AARTrainConfig, cache: str | os.PathLike, out: str | os.Pa
                 cache, len(train_idx), len(val_idx), token_cache.condition,
             )
             log.info(
-                "%d process(es) on %s, precision %s, batch %d per process x %d accumulation",
-                ctx.world_size, ctx.device, "bf16" if ctx.autocast_dtype is not None else "fp32",
+                "%s model; %d process(es) on %s, precision %s, batch %d per process x %d accumulation",
+                config.arch, ctx.world_size, ctx.device, "bf16" if ctx.autocast_dtype is not None else "fp32",
                 config.data.batch_size, config.train.grad_accum,
             )
         task = AARTask(config, token_cache, val_idx)
