@@ -86,3 +86,23 @@ def test_presets_load():
         assert cfg.optim.lr == 3e-4 and cfg.optim.betas == [0.5, 0.9] and cfg.optim.warmup_epochs == 2
         assert cfg.train.epochs == 100 and cfg.data.batch_size == 8 and cfg.discriminator.filters == 32
         assert (cfg.loss.adversarial, cfg.loss.feature, cfg.loss.time, cfg.loss.frequency) == (3, 3, 0.1, 1)
+
+
+def test_time_limit_stops_cleanly_and_validation_can_come_from_elsewhere(tmp_path, capsys):
+    data = write_sine_folder(tmp_path / "train", n=4, seed=1)
+    heldout = write_sine_folder(tmp_path / "heldout", n=3, seed=2)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(small_config(max_steps=5, val_every=5).to_dict()))
+    out = tmp_path / "run"
+    argv = ["train-tokenizer", "--config", str(config), "--data", str(data), "--val-data", str(heldout), "--out", str(out)]
+    assert main(argv + ["--time-limit", "1e-6"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"].startswith("time limit of 1e-06 min reached at step 1 of 5")
+    assert [v["step"] for v in summary["validation"]] == [0, 1]  # validated at the stop
+    assert (out / "checkpoints" / "step_00000001.pt").is_file() and (out / "model" / "config.json").is_file()
+    # all of --data trains; validation takes val_clips (2) of the 3 --val-data clips
+    assert "4 files; 4 training clips, 2 validation clips" in capsys.readouterr().err
+    # locations and config come from the run; the time limit is lifted
+    assert main(["train-tokenizer", "--out", str(out), "--resume", "--time-limit", "0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["start_step"], summary["end_step"], summary["stopped_early"]) == (1, 5, None)

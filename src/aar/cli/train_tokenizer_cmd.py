@@ -46,12 +46,17 @@ def register(subparsers):
     p.add_argument("--data", help="audio folder, AudioSet mp3 folder (with --audioset-csv), or WebDataset shards "
                    "(path/URL/brace pattern such as 'shards/train-{0000..0099}.tar'); with --resume defaults to the run's")
     p.add_argument("--audioset-csv", help="AudioSet segments CSV: --data is then the folder of Y<YTID>.mp3 files")
+    p.add_argument("--val-data", help="validation audio (folder or shards, e.g. an evaluation split); "
+                   "default: data.val_fraction of --data is held out")
     p.add_argument("--out", required=True, help="run folder (checkpoints, TensorBoard logs, summary.json, model/)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--max-steps", type=int, help="override train.max_steps")
     p.add_argument("--batch-size", type=int, help="override data.batch_size (per process)")
     p.add_argument("--num-workers", type=int, help="override data.num_workers")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop cleanly (validate, checkpoint, export) after this much wall time (0: no limit); "
+                   "--resume continues")
     p.set_defaults(func=run)
 
 
@@ -61,7 +66,7 @@ def run(args) -> int:
     from aar.train.tokenizer import TokenizerTrainConfig, load_run_config, saved_data_location, train_tokenizer
 
     _setup_logging()
-    data, audioset_csv = args.data, args.audioset_csv
+    data, audioset_csv, val_data = args.data, args.audioset_csv, args.val_data
     try:
         if args.config is not None:
             config = TokenizerTrainConfig.load(args.config)
@@ -72,7 +77,7 @@ def run(args) -> int:
         if data is None:
             if not args.resume:
                 raise CLIError("--data is required")
-            data, audioset_csv = saved_data_location(args.out)
+            data, audioset_csv, val_data = saved_data_location(args.out)
         if args.max_steps is not None:
             config.train.max_steps, config.train.epochs = args.max_steps, None
         if args.batch_size is not None:
@@ -81,12 +86,14 @@ def run(args) -> int:
             config.data.num_workers = args.num_workers
         if args.device is not None:
             config.train.device = args.device
+        if args.time_limit is not None:
+            config.train.time_limit_minutes = args.time_limit
         config.train.__post_init__()  # re-validate after the overrides
         config.data.__post_init__()
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     try:
-        train_tokenizer(config, data, args.out, resume=args.resume, audioset_csv=audioset_csv)
+        train_tokenizer(config, data, args.out, resume=args.resume, audioset_csv=audioset_csv, val_data=val_data)
     except DataError as exc:
         raise CLIError(str(exc)) from None
     return 0

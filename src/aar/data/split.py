@@ -108,6 +108,17 @@ def load_shard_validation(
     return _stack(clips, names, length)
 
 
+def load_validation_source(
+    source: FileSource | ShardSource, max_clips: int, length: int, sample_rate: int, seed: int, failures: FailureLog
+) -> ValidationSet:
+    """Validation clips from a separate source (an evaluation split): all of it, or the
+    ``max_clips`` items with the smallest key hash when it holds more."""
+    if isinstance(source, ShardSource):
+        return load_shard_validation(source, 1.0, max_clips, length, sample_rate, seed, failures)
+    order = sorted(range(len(source)), key=lambda i: key_hash(source.name(i), seed))
+    return load_file_validation(source, np.sort(np.asarray(order[:max_clips], dtype=np.int64)), length, sample_rate, seed, failures)
+
+
 def _stack(clips: list[torch.Tensor], names: list[str], length: int) -> ValidationSet:
     return ValidationSet(torch.stack(clips), names) if clips else ValidationSet.empty(length)
 

@@ -15,6 +15,7 @@ from aar.data.split import (
     check_shards_have_audio,
     load_file_validation,
     load_shard_validation,
+    load_validation_source,
     split_files,
 )
 from aar.data.stream import BatchLoader, StreamSpec
@@ -64,13 +65,20 @@ def prepare_training_data(
     rank: int = 0,
     world_size: int = 1,
     audioset_csv: str | os.PathLike | None = None,
+    val_data: str | os.PathLike | None = None,
     with_validation: bool = True,
     pin_memory: bool = False,
 ) -> TrainingData:
-    """Open ``data`` (folder, AudioSet folder + ``audioset_csv``, or WebDataset shards), split off
-    the validation clips (loaded only when ``with_validation``) and build this rank's loader of
-    ``Tensor[batch_size x 1 x length]`` crops."""
+    """Open ``data`` (folder, AudioSet folder + ``audioset_csv``, or WebDataset shards) and build this
+    rank's loader of ``Tensor[batch_size x 1 x length]`` crops.
+
+    Validation clips (loaded only when ``with_validation``) are up to ``cfg.val_clips`` fixed crops:
+    from ``val_data`` when given (a separate folder or shards, e.g. an evaluation split; the
+    training data is then used whole), otherwise held out of ``data`` by ``cfg.val_fraction``.
+    """
     source = open_source(data, audioset_csv)
+    val_source = open_source(val_data) if val_data is not None else None
+    held_out = cfg.val_fraction if val_source is None else 0.0
     failures = FailureLog()
     spec = StreamSpec(
         source=source,
@@ -82,27 +90,24 @@ def prepare_training_data(
         world_size=world_size,
         shuffle_buffer=cfg.shuffle_buffer,
     )
+    validation = ValidationSet.empty(length)
     if isinstance(source, FileSource):
-        train, val = split_files(source, cfg.val_fraction, cfg.val_clips, seed)
+        train, val = split_files(source, held_out, cfg.val_clips, seed)
         if len(train) == 0:
             raise DataError(f"{source.root}: no training files left after the validation split")
         spec.train_indices = train
         epoch_size = len(train)
-        validation = (
-            load_file_validation(source, val, length, sample_rate, seed, failures)
-            if with_validation
-            else ValidationSet.empty(length)
-        )
+        if with_validation and val_source is None:
+            validation = load_file_validation(source, val, length, sample_rate, seed, failures)
     else:
         check_shards_have_audio(source)
-        spec.val_fraction = cfg.val_fraction
+        spec.val_fraction = held_out
         epoch_size = cfg.epoch_size
-        validation = (
-            load_shard_validation(source, cfg.val_fraction, cfg.val_clips, length, sample_rate, seed, failures)
-            if with_validation
-            else ValidationSet.empty(length)
-        )
+        if with_validation and val_source is None:
+            validation = load_shard_validation(source, held_out, cfg.val_clips, length, sample_rate, seed, failures)
+    if with_validation and val_source is not None:
+        validation = load_validation_source(val_source, cfg.val_clips, length, sample_rate, seed, failures)
     if with_validation and len(validation) == 0:
-        log.warning("no validation clips (data too small or val_fraction 0): validation is skipped")
+        log.warning("no validation clips (data too small, val_fraction 0 or nothing decodable): validation is skipped")
     loader = BatchLoader(spec, cfg.num_workers, pin_memory=pin_memory, failures=failures)
     return TrainingData(source, loader, validation, failures, epoch_size)

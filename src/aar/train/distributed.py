@@ -64,6 +64,14 @@ class DistContext:
         if self.distributed:
             dist.barrier()
 
+    def any(self, flag: bool) -> bool:
+        """True on every process when ``flag`` is true on any (a collective: call it on all ranks)."""
+        if not self.distributed:
+            return bool(flag)
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
     def all_gather_object(self, obj: Any) -> list[Any]:
         if not self.distributed:
             return [obj]

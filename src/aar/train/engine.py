@@ -36,7 +36,10 @@ log = logging.getLogger("aar.train")
 @dataclass
 class TrainConfig:
     """Length and bookkeeping of a run. Give ``max_steps`` or ``epochs`` (the latter needs a known
-    epoch size). ``0`` disables periodic validation / checkpoints (the final ones still happen)."""
+    epoch size). ``0`` disables periodic validation / checkpoints (the final ones still happen).
+    ``time_limit_minutes``: stop cleanly (validate, checkpoint, export) once this much wall time
+    has passed, e.g. before a cluster job's limit (None or 0: no limit); ``--resume`` continues
+    the same schedule."""
 
     max_steps: int | None = None
     epochs: float | None = None
@@ -48,6 +51,7 @@ class TrainConfig:
     val_every: int = 500
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    time_limit_minutes: float | None = None
 
     def __post_init__(self):
         if (self.max_steps is None) == (self.epochs is None):
@@ -239,6 +243,7 @@ class Trainer:
         """Train to ``total_steps`` (continuing from the newest checkpoint with ``resume``); returns
         the summary also written to ``run_dir/summary.json``."""
         cfg, ctx = self.cfg, self.ctx
+        deadline = time.perf_counter() + 60.0 * cfg.time_limit_minutes if cfg.time_limit_minutes else None
         latest = self.checkpoints.latest()
         if latest is not None and not resume:
             raise CheckpointError(
@@ -264,6 +269,7 @@ class Trainer:
         batches = iter(self.loader)
         samples, began = 0, time.perf_counter()
         loss, losses = float("nan"), []
+        stopped = None
         for step in range(start, total):
             micro = [_to_device(next(batches), ctx.device) for _ in range(cfg.grad_accum)]
             stats = self.task.train_step(micro, step)
@@ -273,19 +279,32 @@ class Trainer:
             losses.append(loss)
             to_log = {f"train/{k}": v for k, v in stats.items()} if cfg.log_every and done % cfg.log_every == 0 else None
             monitor.step(done, samples, loss, to_log)
-            if cfg.val_every and (done % cfg.val_every == 0 or done == total):
+            validated = bool(cfg.val_every) and (done % cfg.val_every == 0 or done == total)
+            if validated:
                 self._validate(done, monitor)
-            if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == total:
+            saved = (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == total
+            if saved:
                 self._save(done)
+            if deadline is not None and done < total and ctx.any(time.perf_counter() > deadline):
+                stopped = f"time limit of {cfg.time_limit_minutes:g} min reached at step {done} of {total}"
+                if cfg.val_every and not validated:
+                    self._validate(done, monitor)
+                if not saved:
+                    self._save(done)
+                break
         elapsed = time.perf_counter() - began
         monitor.close()
-        return self._finish(start, samples, elapsed, losses)
+        if stopped:
+            log.info("%s; --resume continues the run", stopped)
+        return self._finish(start, samples, elapsed, losses, stopped)
 
-    def _finish(self, start: int, samples: int, elapsed: float, losses: list[float]) -> dict:
+    def _finish(self, start: int, samples: int, elapsed: float, losses: list[float], stopped: str | None) -> dict:
         failures = self._failures()
         summary: dict[str, Any] = {
             "steps": self.schedule.total_steps,
             "start_step": start,
+            "end_step": start + len(losses),
+            "stopped_early": stopped,
             "world_size": self.ctx.world_size,
             "samples": samples,
             "elapsed_s": round(elapsed, 3),
@@ -298,7 +317,7 @@ class Trainer:
         if self.ctx.is_main:
             summary["export"] = str(self.task.export(self.run_dir / "model"))
             atomic_write_text(json.dumps(summary, indent=2) + "\n", self.run_dir / "summary.json")
-            lines = [f"trained {self.schedule.total_steps - start} steps in {elapsed:.1f} s"]
+            lines = [f"trained {len(losses)} steps (to step {start + len(losses)}) in {elapsed:.1f} s"]
             if summary["samples_per_s"]:
                 lines[0] += f" ({summary['samples_per_s']:.2f} samples/s)"
             if losses:

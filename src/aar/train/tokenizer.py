@@ -254,13 +254,16 @@ def train_tokenizer(
     out: str | os.PathLike,
     resume: bool = False,
     audioset_csv: str | os.PathLike | None = None,
+    val_data: str | os.PathLike | None = None,
 ) -> TokenizerTrainResult:
     """Train a SAT on ``data`` (folder, AudioSet folder + ``audioset_csv``, or WebDataset shards)
-    into ``out``; under ``torchrun`` every process calls this. ``data`` may be None with ``resume``
-    (it is read from ``out/train_config.yaml``). The final model is ``out/model`` (``SAT.from_pretrained``)."""
+    into ``out``; validation clips come from ``val_data`` when given, else are held out of ``data``.
+    Under ``torchrun`` every process calls this. ``data`` may be None with ``resume`` (the
+    locations are read from ``out/train_config.yaml``). The final model is ``out/model``
+    (``SAT.from_pretrained``)."""
     out = Path(out)
     if data is None:
-        data, audioset_csv = saved_data_location(out)
+        data, audioset_csv, val_data = saved_data_location(out)
     ctx = init_distributed(config.train.device, config.train.precision)
     try:
         window = config.model.window_samples
@@ -273,12 +276,15 @@ def train_tokenizer(
             rank=ctx.rank,
             world_size=ctx.world_size,
             audioset_csv=audioset_csv,
+            val_data=val_data,
             with_validation=ctx.is_main,
             pin_memory=ctx.device.type == "cuda",
         )
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            run_config = {**config.to_dict(), "data_location": {"data": str(data), "audioset_csv": audioset_csv and str(audioset_csv)}}
+            location = {"data": str(data), "audioset_csv": audioset_csv, "val_data": val_data}
+            location = {k: None if v is None else str(v) for k, v in location.items()}
+            run_config = {**config.to_dict(), "data_location": location}
             atomic_write_text(yaml.safe_dump(run_config, sort_keys=False), out / RUN_CONFIG)
             log.info("data: %s", training_data.describe())
             log.info(
@@ -307,15 +313,15 @@ def train_tokenizer(
         ctx.close()
 
 
-def saved_data_location(out: Path) -> tuple[str, str | None]:
-    """The data location recorded in ``out/train_config.yaml`` by an earlier run."""
+def saved_data_location(out: Path) -> tuple[str, str | None, str | None]:
+    """(data, audioset_csv, val_data) recorded in ``out/train_config.yaml`` by an earlier run."""
     path = Path(out) / RUN_CONFIG
     if not path.is_file():
         raise ValueError(f"{out}: no {RUN_CONFIG} from an earlier run; pass --data")
     loc = (yaml.safe_load(path.read_text()) or {}).get("data_location") or {}
     if not loc.get("data"):
         raise ValueError(f"{path}: no data location recorded; pass --data")
-    return loc["data"], loc.get("audioset_csv")
+    return loc["data"], loc.get("audioset_csv"), loc.get("val_data")
 
 
 def load_run_config(out: str | os.PathLike) -> TokenizerTrainConfig:
