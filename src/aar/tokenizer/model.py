@@ -32,13 +32,41 @@ class SAT(nn.Module):
     """
 
     kind = "sat"
+    INFERENCE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-    def __init__(self, config: SATConfig | None = None):
+    def __init__(self, config: SATConfig | None = None, inference_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.config = config or SATConfig()
         self.encoder = SEANetEncoder(self.config)
         self.decoder = SEANetDecoder(self.config)
         self.quantizer = MultiScaleResidualQuantizer(self.config)
+        self.inference_dtype = inference_dtype
+
+    @property
+    def inference_dtype(self) -> torch.dtype:
+        """dtype of the encoder and decoder at inference (``encode``/``decode``/...). float32 (the
+        default) matches the release to 1e-4; bfloat16 is about 1.5x faster on CPUs with AMX or
+        AVX512-BF16 and on GPUs, with ~0.5 % relative error on latents and audio. Weights stay
+        float32 (reduced-precision copies are cached), and the quantizer always runs in float32."""
+        return self._inference_dtype
+
+    @inference_dtype.setter
+    def inference_dtype(self, dtype: torch.dtype | str):
+        if isinstance(dtype, str):
+            names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                     "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+            if dtype not in names:
+                raise ValueError(f"unknown inference dtype {dtype!r}; use fp32, bf16 or fp16")
+            dtype = names[dtype]
+        if dtype not in self.INFERENCE_DTYPES:
+            raise ValueError(f"inference dtype must be one of {self.INFERENCE_DTYPES}, got {dtype}")
+        self._inference_dtype = dtype
+
+    def _run_encoder(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.encoder(wav.to(self._inference_dtype)).float()
+
+    def _run_decoder(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latent.to(self._inference_dtype)).float()
 
     # ---------------------------------------------------------------- properties
     @property
@@ -79,14 +107,14 @@ class SAT(nn.Module):
     @torch.inference_mode()
     def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
         """Encoder output: ``Tensor[B x 1 x T]`` -> ``Tensor[B x dimension x T / hop]``."""
-        return self.encoder(self._check_wav(wav))
+        return self._run_encoder(self._check_wav(wav))
 
     @torch.inference_mode()
     def encode(self, wav: torch.Tensor, num_scales: int | None = None) -> list[torch.Tensor]:
         """One window of audio ``Tensor[B x 1 x T]`` (T <= window; shorter is zero-padded) ->
         codes, a list of ``LongTensor[B x s_k]`` (coarse to fine; the first ``num_scales`` only if given)."""
         wav = self._pad_to_window(self._check_wav(wav, max_len=self.window_samples))
-        return self.quantizer.encode(self.encoder(wav), num_scales)
+        return self.quantizer.encode(self._run_encoder(wav), num_scales)
 
     @torch.inference_mode()
     def latent_from_codes(self, codes: list[torch.Tensor]) -> torch.Tensor:
@@ -96,12 +124,12 @@ class SAT(nn.Module):
     @torch.inference_mode()
     def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         """Codes (all scales, or a coarse-to-fine prefix) -> audio ``Tensor[B x 1 x window]``."""
-        return self.decoder(self.latent_from_codes(codes))[..., : self.window_samples]
+        return self._run_decoder(self.latent_from_codes(codes))[..., : self.window_samples]
 
     @torch.inference_mode()
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """Decoder only: ``Tensor[B x dimension x F]`` -> ``Tensor[B x 1 x F * hop]``."""
-        return self.decoder(latent.to(self.device))
+        return self._run_decoder(latent.to(self.device))
 
     # ---------------------------------------------------------------- long audio
     def _windows(self, wav: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -165,7 +193,7 @@ class SAT(nn.Module):
 
     def decode_quantized_sum(self, f_hat: torch.Tensor) -> torch.Tensor:
         """Running latent sum ``[B x latent_dim x T]`` (quantizer space) -> audio ``[B x 1 x window]``."""
-        return self.decoder(self.quantizer.unproject_latent(f_hat))[..., : self.window_samples]
+        return self._run_decoder(self.quantizer.unproject_latent(f_hat))[..., : self.window_samples]
 
     # ---------------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -178,12 +206,13 @@ class SAT(nn.Module):
         path: str | os.PathLike,
         scales: list[int] | None = None,
         device: str | torch.device | None = None,
+        inference_dtype: torch.dtype | str = torch.float32,
     ) -> "SAT":
         """Load a tokenizer from our folder format or an authors' released ``.pth``.
 
         For a released file the sizes are read from tensor shapes; ``scales`` defaults to the
         paper's 16-scale schedule when the file has 16 codebooks and must be given otherwise.
-        The model is returned in eval mode.
+        The model is returned in eval mode; ``inference_dtype`` see :attr:`inference_dtype`.
         """
         path = Path(path)
         if is_folder_checkpoint(path):
@@ -201,6 +230,7 @@ class SAT(nn.Module):
 
             model = load_official_sat(path, scales=scales)
         model.eval()
+        model.inference_dtype = inference_dtype
         if device is not None:
             model.to(device)
         return model

@@ -13,26 +13,41 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _fold(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return v * (g / v.flatten(1).norm(dim=1).view_as(g))
+
+
 class _WeightNorm(nn.Module):
     """Holds ``weight_g`` / ``weight_v`` (classic weight-norm parametrisation, norm over every
-    dim but 0) and rebuilds the weight. Without autograd (inference) the rebuilt weight is
-    cached until a parameter changes, so weight norm costs nothing per call."""
+    dim but 0) and a ``bias``. With autograd the weight is rebuilt on every call; without
+    (inference) the folded weight and bias are cached per dtype until a parameter changes, so
+    weight norm costs nothing per call and reduced-precision inference keeps fp32 masters."""
 
-    def _init_weight_norm(self, weight: torch.Tensor):
+    def _init_weight_norm(self, weight: torch.Tensor, bias: torch.Tensor):
         norm = weight.detach().flatten(1).norm(dim=1).view(-1, *([1] * (weight.dim() - 1)))
         self.weight_g = nn.Parameter(norm.clone())
         self.weight_v = nn.Parameter(weight.detach().clone())
-        self._cache = None
+        self.bias = nn.Parameter(bias.detach().clone())
+        self._cache: tuple | None = None
 
-    def weight(self) -> torch.Tensor:
-        g, v = self.weight_g, self.weight_v
-        if torch.is_grad_enabled() and (g.requires_grad or v.requires_grad):
-            return v * (g / v.flatten(1).norm(dim=1).view_as(g))
-        key = (g._version, v._version, g.data_ptr(), v.data_ptr(), g.dtype, g.device)
+    def _cached(self) -> dict:
+        """Inference-time derived tensors, dropped whenever a parameter changes."""
+        g, v, b = self.weight_g, self.weight_v, self.bias
+        key = (g._version, v._version, b._version, g.data_ptr(), v.data_ptr(), b.data_ptr(), g.device)
         if self._cache is None or self._cache[0] != key:
-            with torch.no_grad():
-                self._cache = (key, v * (g / v.flatten(1).norm(dim=1).view_as(g)))
+            self._cache = (key, {})
         return self._cache[1]
+
+    def folded(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight, bias)`` to convolve an input of ``dtype`` with."""
+        g, v = self.weight_g, self.weight_v
+        if torch.is_grad_enabled() and any(p.requires_grad for p in (g, v, self.bias)):
+            return _fold(g, v), self.bias
+        cache = self._cached()
+        if dtype not in cache:
+            with torch.no_grad():
+                cache[dtype] = (_fold(g.float(), v.float()).to(dtype), self.bias.to(dtype))
+        return cache[dtype]
 
     def _apply(self, fn, recurse=True):
         self._cache = None
@@ -59,8 +74,7 @@ class WNConv1d(_WeightNorm):
     def __init__(self, in_ch, out_ch, kernel_size, stride=1, dilation=1, causal=False, pad_mode="reflect"):
         super().__init__()
         conv = nn.Conv1d(in_ch, out_ch, kernel_size, stride=stride, dilation=dilation)
-        self._init_weight_norm(conv.weight)
-        self.bias = nn.Parameter(conv.bias.detach().clone())
+        self._init_weight_norm(conv.weight, conv.bias)
         self.stride, self.dilation, self.kernel_size = stride, dilation, kernel_size
         self.causal, self.pad_mode = causal, pad_mode
 
@@ -75,7 +89,8 @@ class WNConv1d(_WeightNorm):
         else:
             right = total // 2
             x = _pad1d(x, total - right, right + extra, self.pad_mode)
-        return F.conv1d(x, self.weight(), self.bias, stride=self.stride, dilation=self.dilation)
+        weight, bias = self.folded(x.dtype)
+        return F.conv1d(x, weight, bias, stride=self.stride, dilation=self.dilation)
 
 
 class WNConvTranspose1d(_WeightNorm):
@@ -92,32 +107,28 @@ class WNConvTranspose1d(_WeightNorm):
     def __init__(self, in_ch, out_ch, kernel_size, stride=1, causal=False):
         super().__init__()
         conv = nn.ConvTranspose1d(in_ch, out_ch, kernel_size, stride=stride)
-        self._init_weight_norm(conv.weight)
-        self.bias = nn.Parameter(conv.bias.detach().clone())
+        self._init_weight_norm(conv.weight, conv.bias)
         self.stride, self.kernel_size, self.causal = stride, kernel_size, causal
-        self._poly_cache = None
 
     def _polyphase(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight()
-        if self._poly_cache is None or self._poly_cache[0] is not w:
+        cache, key = self._cached(), ("polyphase", x.dtype)
+        if key not in cache:
+            w, b = self.folded(x.dtype)
             s, (cin, cout, _) = self.stride, w.shape
             taps = torch.stack([w[:, :, s:], w[:, :, :s]], dim=-1)  # [cin, cout, s, 2]: taps x[n-1], x[n]
-            self._poly_cache = (w, taps.permute(1, 2, 0, 3).reshape(cout * s, cin, 2), self.bias.repeat_interleave(s))
-        _, weight, bias = self._poly_cache
+            cache[key] = (taps.permute(1, 2, 0, 3).reshape(cout * s, cin, 2), b.repeat_interleave(s))
+        weight, bias = cache[key]
         b, _, length = x.shape
         y = F.conv1d(F.pad(x, (1, 1)), weight, bias)
         return y.view(b, -1, self.stride, length + 1).transpose(2, 3).reshape(b, -1, (length + 1) * self.stride)
-
-    def _apply(self, fn, recurse=True):
-        self._poly_cache = None
-        return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         inference = not (torch.is_grad_enabled() and self.weight_v.requires_grad)
         if inference and self.kernel_size == 2 * self.stride and x.shape[-1] >= self.POLYPHASE_MIN_LENGTH:
             y = self._polyphase(x)
         else:
-            y = F.conv_transpose1d(x, self.weight(), self.bias, stride=self.stride)
+            weight, bias = self.folded(x.dtype)
+            y = F.conv_transpose1d(x, weight, bias, stride=self.stride)
         total = self.kernel_size - self.stride
         right = total if self.causal else total // 2
         left = total - right
@@ -148,10 +159,28 @@ class SkipLSTM(nn.Module):
     def __init__(self, dim: int, num_layers: int):
         super().__init__()
         self.lstm = nn.LSTM(dim, dim, num_layers, batch_first=True)
+        self._low_precision: tuple | None = None
+
+    def _lstm_for(self, dtype: torch.dtype) -> nn.LSTM:
+        """The LSTM itself, or (inference in another dtype) a cached copy cast to ``dtype``."""
+        params = list(self.lstm.parameters())
+        if dtype == params[0].dtype or torch.is_grad_enabled():
+            return self.lstm
+        key = (dtype, params[0].device, *(p._version for p in params), *(p.data_ptr() for p in params))
+        if self._low_precision is None or self._low_precision[0] != key:
+            with torch.no_grad():
+                copy = nn.LSTM(self.lstm.input_size, self.lstm.hidden_size, self.lstm.num_layers, batch_first=True)
+                copy.load_state_dict(self.lstm.state_dict())
+                self._low_precision = (key, copy.to(device=params[0].device, dtype=dtype))
+        return self._low_precision[1]
+
+    def _apply(self, fn, recurse=True):
+        self._low_precision = None
+        return super()._apply(fn, recurse)
 
     def forward(self, x):
         x = x.transpose(1, 2)
-        y, _ = self.lstm(x)
+        y, _ = self._lstm_for(x.dtype)(x)
         return (y + x).transpose(1, 2)
 
 
