@@ -40,9 +40,9 @@ def time_call(fn, device, repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def build_random_sat(preset: str, device) -> SAT:
+def build_random_sat(preset: str, device, dtype: str = "fp32") -> SAT:
     torch.manual_seed(0)
-    sat = SAT(SATConfig.preset(preset))
+    sat = SAT(SATConfig.preset(preset), inference_dtype=dtype)
     with torch.no_grad():
         for book in sat.quantizer.codebooks:
             book.embed.normal_()
@@ -50,9 +50,16 @@ def build_random_sat(preset: str, device) -> SAT:
     return sat.eval().to(device)
 
 
-def run(preset: str = "paper-d128-lat128", device: str = "cpu", seconds=(1, 10), batches=(1, 8), repeats: int = 5) -> dict:
+def run(
+    preset: str = "paper-d128-lat128",
+    device: str = "cpu",
+    seconds=(1, 10),
+    batches=(1, 8),
+    repeats: int = 5,
+    dtype: str = "fp32",
+) -> dict:
     device = torch.device(device)
-    sat = build_random_sat(preset, device)
+    sat = build_random_sat(preset, device, dtype)
     sr = sat.sample_rate
     rows = []
     for secs in seconds:
@@ -85,7 +92,7 @@ def run(preset: str = "paper-d128-lat128", device: str = "cpu", seconds=(1, 10),
         threads=torch.get_num_threads(),
         torch=torch.__version__,
         python=platform.python_version(),
-        dtype="float32",
+        dtype=dtype,
         repeats=repeats,
         results=rows,
     )
@@ -96,9 +103,10 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="paper-d128-lat128")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="encoder/decoder inference dtype")
     p.add_argument("-o", "--out", default="benchmarks/results/tokenizer_speed.json")
     args = p.parse_args(argv)
-    result = run(args.preset, args.device, repeats=args.repeats)
+    result = run(args.preset, args.device, repeats=args.repeats, dtype=args.dtype)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
