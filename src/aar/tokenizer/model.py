@@ -139,7 +139,7 @@ class SAT(nn.Module):
         return wav.view(b, c, n, self.window_samples).permute(0, 2, 1, 3).reshape(b * n, c, self.window_samples), n
 
     @torch.inference_mode()
-    def encode_long(self, wav: torch.Tensor, batch_windows: int = 64) -> list[torch.Tensor]:
+    def encode_long(self, wav: torch.Tensor, batch_windows: int = 8) -> list[torch.Tensor]:
         """Audio of any length ``Tensor[B x 1 x T]`` -> codes ``LongTensor[B x n_windows x s_k]`` per
         scale, window by window (the last window zero-padded). Keep ``T`` to trim after decoding."""
         wav = self._check_wav(wav)
@@ -149,7 +149,7 @@ class SAT(nn.Module):
         return [torch.cat([p[k] for p in parts]).view(b, n, -1) for k in range(len(parts[0]))]
 
     @torch.inference_mode()
-    def decode_long(self, codes: list[torch.Tensor], length: int | None = None, batch_windows: int = 64) -> torch.Tensor:
+    def decode_long(self, codes: list[torch.Tensor], length: int | None = None, batch_windows: int = 8) -> torch.Tensor:
         """Inverse of :meth:`encode_long`: codes ``[B x n x s_k]`` -> ``Tensor[B x 1 x length]``."""
         b, n = codes[0].shape[:2]
         flat = [c.reshape(b * n, -1) for c in codes]
@@ -158,7 +158,7 @@ class SAT(nn.Module):
         return wav[..., :length] if length is not None else wav
 
     @torch.inference_mode()
-    def reconstruct(self, wav: torch.Tensor, num_scales: int | None = None, batch_windows: int = 64) -> torch.Tensor:
+    def reconstruct(self, wav: torch.Tensor, num_scales: int | None = None, batch_windows: int = 8) -> torch.Tensor:
         """Encode and decode audio of any length, window by window: ``[B x 1 x T]`` -> ``[B x 1 x T]``.
         With ``num_scales`` only the first scales are used (coarse reconstruction)."""
         t = self._check_wav(wav).shape[-1]
