@@ -22,6 +22,8 @@ COMMAND_MODULES = [
     "train_tokenizer_cmd",
     "aar_train_cmds",
     "generate_cmd",
+    "bench_cmd",
+    "demo_cmd",
 ]
 
 

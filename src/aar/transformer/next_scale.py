@@ -137,6 +137,11 @@ class AAR(nn.Module):
         names = {"start_pos", "pos_embed", "level_embed.weight"}
         return names | {n for n, _ in self.named_parameters() if n.endswith("attn.log_scale")}
 
+    @property
+    def num_steps(self) -> int:
+        """Autoregressive steps per clip: one per scale."""
+        return self.num_scales
+
     def scale_ranges(self) -> list[tuple[int, int]]:
         """``(begin, end)`` sequence positions of each scale."""
         ends = torch.tensor(self.config.scales).cumsum(0).tolist()
