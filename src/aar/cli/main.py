@@ -23,7 +23,6 @@ COMMAND_MODULES = [
     "aar_train_cmds",
     "generate_cmd",
     "bench_cmd",
-    "demo_cmd",
 ]
 
 
