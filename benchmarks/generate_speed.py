@@ -1,10 +1,12 @@
 """Generation speed of the AAR: latency per clip and clips per second.
 
-    python benchmarks/generate_speed.py [--presets d4 d8 d16] [--batches 1 8] [--threads 2] [-o out.json]
+    python benchmarks/generate_speed.py [--presets d4 d8 d16] [--batches 1 8] [--dtypes float32 bfloat16]
+                                        [--threads 2] [-o out.json]
 
 Random weights (speed does not depend on them) over the paper's tokenizer configuration
 (SAT d128/lat128, 16 scales, 455 tokens); the release's sampling settings: guidance 4,
-top-k 200, top-p 0.95, float32. One call of ``AAR.generate`` makes ``batch`` clips of 1 s,
+top-k 200, top-p 0.95, float32 (bfloat16 rows, when asked for, run the transformer in bfloat16;
+the tokenizer stays in float32). One call of ``AAR.generate`` makes ``batch`` clips of 1 s,
 audio decoding included. Reports the median wall time over repeats after one warm-up call,
 and, for reference, the time the authors' ``autoregressive_infer_cfg`` takes per call on a
 machine of this kind (2 threads, same settings).
@@ -56,22 +58,27 @@ def time_generate(model: AAR, batch: int, repeats: int, device: torch.device) ->
     return times
 
 
-def run(presets, batches, repeats: int, device: str) -> dict:
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def run(presets, batches, dtypes, repeats: int, device: str) -> dict:
     device = torch.device(device)
     rows = []
     for preset in presets:
         model = build_model(preset, device)
         depth = model.config.depth
-        for batch in batches:
+        for dtype, batch in [(d, b) for d in dtypes for b in batches]:
+            model.to(DTYPES[dtype])
             times = time_generate(model, batch, repeats, device)
             seconds = statistics.median(times)
-            reference = RELEASE_SECONDS.get((depth, batch))
+            reference = RELEASE_SECONDS.get((depth, batch)) if dtype == "float32" and device.type == "cpu" else None
             rows.append(
                 {
                     "preset": preset,
                     "depth": depth,
                     "width": model.config.width,
                     "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+                    "dtype": dtype,
                     "batch": batch,
                     "seconds_per_call": round(seconds, 4),
                     "latency_per_clip_s": round(seconds / batch, 4),
@@ -84,7 +91,7 @@ def run(presets, batches, repeats: int, device: str) -> dict:
             print(json.dumps(rows[-1]), flush=True)
         del model
     return {
-        "benchmark": "AAR.generate, cfg 4, top-k 200, top-p 0.95, float32, 1 s clips, random weights",
+        "benchmark": "AAR.generate, cfg 4, top-k 200, top-p 0.95, 1 s clips, random weights",
         "device": str(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -98,13 +105,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["d4", "d8", "d16"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["float32"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("-o", "--out", default="benchmarks/results/generate_speed.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    report = run(args.presets, args.batches, args.repeats, args.device)
+    report = run(args.presets, args.batches, args.dtypes, args.repeats, args.device)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
