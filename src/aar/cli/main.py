@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "aar_train_cmds",
     "generate_cmd",
     "bench_cmd",
+    "demo_cmd",
 ]
 
 
