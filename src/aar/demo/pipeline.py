@@ -28,10 +28,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
 from aar.checkpoint import atomic_write_text
-from aar.train.distributed import resolve_device
 from aar.demo.budget import MIN_STEPS, TOKENIZER_SHARE, reserved_from_measured, reserved_seconds
 from aar.demo.settings import DemoSettings
+from aar.demo.threads import pick_threads
+from aar.train.distributed import resolve_device
 
 log = logging.getLogger("aar.demo")
 
@@ -117,6 +119,11 @@ class Demo:
             log.warning("%s was made with other settings; finished stages are kept (delete the folder to start afresh)",
                         self.out)
         self.state.data["settings"] = self.s.describe()
+        if resolve_device(self.s.device).type == "cpu":
+            threads, medians = pick_threads()
+            self.state.data["threads"] = threads
+            log.info("CPU threads: %d (a small training workload took %s)", threads,
+                     ", ".join(f"{t * 1000:.0f} ms with {n}" for n, t in medians.items()) or "no choice")
         redo_rest = False
         for index, stage in enumerate(STAGES, 1):
             head = f"[{index}/{len(STAGES)}] {stage.name}: {stage.title}"
