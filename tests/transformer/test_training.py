@@ -60,6 +60,12 @@ def test_validation_reports_accuracy_per_scale(label_cache, tmp_path):
     cfg.sample.clips = 1
     summary = train_aar(cfg, label_cache, tmp_path / "run").summary
     last = summary["validation"][-1]
-    assert last["step"] == 2 and 0.0 <= last["accuracy"] <= 1.0
-    assert all(f"accuracy_scale_{k:02d}" in last and f"loss_scale_{k:02d}" in last for k in range(16))
-    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    assert last["step"] == 2 and 0.0 <= last["accuracy"] <= 1.0 and last["loss"] > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"audio": 0}).Reload()
+    tags = events.Tags()
+    assert {f"val_scale/accuracy_{k:02d}" for k in range(16)} <= set(tags["scalars"])
+    assert {f"val_scale/loss_{k:02d}" for k in range(16)} <= set(tags["scalars"])
+    assert [s.step for s in events.Scalars("val_scale/accuracy_00")] == [0, 2]
+    assert "audio/0_generated" in tags["audio"] and "audio/0_held_out" in tags["audio"]

@@ -4,8 +4,8 @@
 One step: teacher-forced logits for a batch of cached codes, cross-entropy over every position
 of every scale (condition dropout inside the model), AdamW (lr 1e-4, betas 0.9/0.95, weight
 decay 0.05 on matrices) with warm-up and cosine decay, clipping at 2, bf16 autocast on CUDA.
-Validation: loss and accuracy overall and per scale on held-out clips, plus generated audio in
-TensorBoard.
+Validation: loss and accuracy on held-out clips (overall; per scale in TensorBoard under
+``val_scale/``), plus generated audio in TensorBoard.
 """
 
 from __future__ import annotations
@@ -203,11 +203,12 @@ class AARTask(TrainTask):
         finally:
             model.train()
         loss, hit = torch.cat(losses), torch.cat(hits)
-        metrics = {"loss": float(loss.mean()), "accuracy": float(hit.mean())}
+        per_scale = {}
         for k, (begin, end) in enumerate(model.scale_ranges()):
-            metrics[f"accuracy_scale_{k:02d}"] = float(hit[:, begin:end].mean())
-            metrics[f"loss_scale_{k:02d}"] = float(loss[:, begin:end].mean())
-        return metrics
+            per_scale[f"val_scale/accuracy_{k:02d}"] = float(hit[:, begin:end].mean())
+            per_scale[f"val_scale/loss_{k:02d}"] = float(loss[:, begin:end].mean())
+        monitor.scalars(step, per_scale)  # TensorBoard only: 32 numbers would flood the console
+        return {"loss": float(loss.mean()), "accuracy": float(hit.mean())}
 
     def _log_samples(self, step: int, monitor: Monitor):
         s = self.cfg.sample
