@@ -83,16 +83,15 @@ def run(presets=("d4", "d8", "d16"), batches=(1, 8), dtypes=("float32",), repeat
     device = torch.device(device)
     sat = random_sat(tokenizer).to(device)
     rows = []
-    with torch.inference_mode():
-        for size in presets:
-            for dtype in dtypes:
-                for arch in archs:
-                    torch.manual_seed(0)
-                    model = ARCHITECTURES[arch](model_config(size), sat).eval().to(device, DTYPES[dtype])
-                    for batch in batches:
-                        rows.append(generation_row(model, arch, size_name(size), dtype, batch, repeats, device))
-                        progress(json.dumps(rows[-1]))
-                    del model
+    for size in presets:
+        for dtype in dtypes:
+            for arch in archs:
+                torch.manual_seed(0)
+                model = ARCHITECTURES[arch](model_config(size), sat).eval().to(device, DTYPES[dtype])
+                for batch in batches:
+                    rows.append(generation_row(model, arch, size_name(size), dtype, batch, repeats, device))
+                    progress(json.dumps(rows[-1]))
+                del model
     return {
         "benchmark": "generate: next-scale vs next-token, cfg 4, top-k 200, top-p 0.95, 1 s clips, random weights",
         "tokenizer": tokenizer,

@@ -17,7 +17,8 @@ Timed, with the release's sampling settings (guidance 4, top-k 200, top-p 0.95),
   our ``NextTokenAR.generate`` -- the same blocks, so the two should take about as long.
 
 Calls alternate (release, ours, release, ours, ...) after one warm-up each; the JSON keeps
-every time, the median and the minimum, and the load average before and after.
+every wall time, their median and minimum, the process's CPU time per call (the figure least
+disturbed by other work on a shared machine when one thread runs), and the load average.
 """
 
 from __future__ import annotations
@@ -108,27 +109,40 @@ def release_next_token(theirs, helpers, cond: torch.Tensor, seed: int) -> torch.
     return torch.cat(codes, 1)
 
 
-def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
-    """Alternate the calls after one warm-up each; every wall time per name."""
+def interleaved(fns: dict, repeats: int) -> dict[str, dict[str, list[float]]]:
+    """Alternate the calls after one warm-up each; per name, every wall time and every CPU time
+    of this process (with one thread, the CPU time is what a call costs whatever else the
+    machine runs; with more, it also counts the threads' waiting)."""
     for fn in fns.values():
         fn(0)
-    times = {name: [] for name in fns}
+    times = {name: {"wall": [], "cpu": []} for name in fns}
     for r in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             fn(r + 1)
-            times[name].append(time.perf_counter() - start)
+            times[name]["cpu"].append(time.process_time() - cpu)
+            times[name]["wall"].append(time.perf_counter() - wall)
     return times
 
 
-def summary(times: list[float]) -> dict:
-    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3), "times_s": [round(t, 3) for t in times]}
+def summary(times: dict[str, list[float]]) -> dict:
+    wall, cpu = times["wall"], times["cpu"]
+    return {"median_s": round(statistics.median(wall), 3), "min_s": round(min(wall), 3), "times_s": [round(t, 3) for t in wall],
+            "cpu_median_s": round(statistics.median(cpu), 3), "cpu_times_s": [round(t, 3) for t in cpu]}
+
+
+def comparison(arch: str, depth: int, batch: int, steps: int, times: dict, **extra) -> dict:
+    rel, our = summary(times["release"]), summary(times["ours"])
+    return dict(arch=arch, depth=depth, batch=batch, steps=steps, **extra, release=rel, ours=our,
+                speedup_median=round(rel["median_s"] / our["median_s"], 2),
+                speedup_min=round(rel["min_s"] / our["min_s"], 2),
+                speedup_cpu_time=round(rel["cpu_median_s"] / our["cpu_median_s"], 2))
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--release", required=True, type=Path, help="folder of the authors' AAR repository")
-    p.add_argument("--depths", nargs="+", type=int, default=[16])
+    p.add_argument("--depths", nargs="*", type=int, default=[16], help="depths at which to time next-scale generation")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     p.add_argument("--next-token-depths", nargs="*", type=int, default=[8],
                    help="depths at which to time the one-token-per-step loops (batch 1)")
@@ -140,9 +154,9 @@ def main(argv=None) -> int:
     release_model, helpers = import_release(args.release)
     load_before = os.getloadavg()
     rows = []
-    with torch.inference_mode():
-        for depth in sorted(set(args.depths) | set(args.next_token_depths)):
-            theirs, ours, baseline = build_pair(release_model, depth)
+    for depth in sorted(set(args.depths) | set(args.next_token_depths)):
+        theirs, ours, baseline = build_pair(release_model, depth)  # outside inference mode: ordinary parameters
+        with torch.inference_mode():
             cond = torch.randn(2, 512)
             same = torch.allclose(
                 theirs.autoregressive_infer_cfg(2, cond, g_seed=0, cfg=4.0, top_k=1, top_p=0.0),
@@ -156,11 +170,7 @@ def main(argv=None) -> int:
                         "release": lambda s: theirs.autoregressive_infer_cfg(batch, cond, g_seed=s, **SAMPLING),
                         "ours": lambda s: ours.generate(cond, seed=s, **SAMPLING),
                     }, args.repeats)
-                    rel, our = summary(times["release"]), summary(times["ours"])
-                    rows.append(dict(arch="next-scale", depth=depth, batch=batch, steps=len(ours.scales),
-                                     greedy_identical=same, release=rel, ours=our,
-                                     speedup_median=round(rel["median_s"] / our["median_s"], 2),
-                                     speedup_min=round(rel["min_s"] / our["min_s"], 2)))
+                    rows.append(comparison("next-scale", depth, batch, ours.num_steps, times, greedy_identical=same))
                     print(json.dumps(rows[-1]), flush=True)
             if depth in args.next_token_depths:
                 cond = torch.randn(1, 512)
@@ -168,10 +178,7 @@ def main(argv=None) -> int:
                     "release": lambda s: release_next_token(theirs, helpers, cond, s),
                     "ours": lambda s: baseline.generate(cond, seed=s, **SAMPLING),
                 }, max(1, args.repeats - 1))
-                rel, our = summary(times["release"]), summary(times["ours"])
-                rows.append(dict(arch="next-token", depth=depth, batch=1, steps=baseline.num_steps, release=rel,
-                                 ours=our, speedup_median=round(rel["median_s"] / our["median_s"], 2),
-                                 speedup_min=round(rel["min_s"] / our["min_s"], 2)))
+                rows.append(comparison("next-token", depth, 1, baseline.num_steps, times))
                 print(json.dumps(rows[-1]), flush=True)
             del theirs, ours, baseline
     result = dict(benchmark="compare_release_generate", sampling=SAMPLING, dtype="float32",

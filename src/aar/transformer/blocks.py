@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aar.transformer.fast_linear import linear
+
 # Cosine attention caps the learned per-head logit scale at 100 (log-space clamp).
 _MAX_LOG_SCALE = math.log(100.0)
 
@@ -97,7 +99,7 @@ class SelfAttention(nn.Module):
         None; with ``cache`` the new keys/values are appended and attention covers all cached
         positions. Returns ``[B x L x C]``."""
         b, n, c = x.shape
-        qkv = F.linear(x, self.qkv.weight, self.qkv_bias()).view(b, n, 3, self.num_heads, self.head_dim)
+        qkv = linear(x, self.qkv, self.qkv_bias()).view(b, n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         if self.cos_attn:
             q = F.normalize(q, dim=-1) * self.log_scale.clamp_max(_MAX_LOG_SCALE).exp()
@@ -106,7 +108,7 @@ class SelfAttention(nn.Module):
             k, v = cache.append(k.to(cache.keys.dtype), v.to(cache.values.dtype))
             q = q.to(k.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        return linear(out.transpose(1, 2).reshape(b, n, c), self.proj)
 
 
 class FeedForward(nn.Module):
@@ -118,7 +120,7 @@ class FeedForward(nn.Module):
         self.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return linear(linear(x, self.fc1, gelu=True), self.fc2)
 
 
 class AdaLNBlock(nn.Module):
@@ -186,4 +188,4 @@ class AdaLNHead(nn.Module):
     def forward(self, x: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
         """``[B x L x C]`` -> logits ``[B x L x V]``."""
         scale, shift = modulation.unbind(2)
-        return self.out(torch.addcmul(shift, self.norm(x), scale + 1))
+        return linear(torch.addcmul(shift, self.norm(x), scale + 1), self.out)
