@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "generate_cmd",
     "bench_cmd",
     "demo_cmd",
+    "experiment_cmd",
 ]
 
 

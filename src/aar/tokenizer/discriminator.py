@@ -34,8 +34,19 @@ class DiscriminatorConfig:
     stride: tuple[int, int] = (1, 2)
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4])
     negative_slope: float = 0.2
+    # ablation: waveform discriminators added to the STFT one (aar.tokenizer.hifigan_discriminators):
+    # any of "multi_period", "multi_scale_waveform"; empty = STFT only (the paper's setting)
+    waveform: list[str] = field(default_factory=list)
+    periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
 
     def __post_init__(self):
+        known = ("multi_period", "multi_scale_waveform")
+        self.waveform = [str(w) for w in self.waveform]
+        bad = [w for w in self.waveform if w not in known]
+        if bad or len(set(self.waveform)) != len(self.waveform):
+            raise ValueError(f"discriminator waveform must list distinct names from {known}, got {self.waveform}")
+        if not self.periods or any(int(p) < 2 for p in self.periods):
+            raise ValueError(f"discriminator periods must be integers >= 2, got {self.periods}")
         if not (len(self.n_ffts) == len(self.hop_lengths) == len(self.win_lengths)) or not self.n_ffts:
             raise ValueError(
                 "discriminator n_ffts, hop_lengths and win_lengths must be non-empty lists of the same length, got "
