@@ -24,7 +24,8 @@ from torch import nn
 from aar.checkpoint import atomic_write_text
 from aar.data import DataConfig, ValidationSet, prepare_training_data
 from aar.tokenizer import SAT, SATConfig
-from aar.tokenizer.discriminator import DiscriminatorConfig, MultiScaleSTFTDiscriminator
+from aar.tokenizer.discriminator import DiscriminatorConfig
+from aar.tokenizer.hifigan_discriminators import build_discriminator
 from aar.tokenizer.losses import GeneratorLoss, LossWeights, discriminator_loss, mel_distance, stft_distance
 from aar.train.config import build_section, read_config
 from aar.train.distributed import DistContext, init_distributed, no_sync, unwrap
@@ -132,7 +133,7 @@ class SATTask(TrainTask):
         cfg = self.cfg
         self.ctx = ctx
         self.sat = SAT(cfg.model).to(ctx.device).train()
-        self.disc = MultiScaleSTFTDiscriminator(cfg.discriminator).to(ctx.device).train()
+        self.disc = build_discriminator(cfg.discriminator).to(ctx.device).train()
         # Codebook buffers change inside forward and are synchronised by the quantizer itself.
         self.generator = ctx.wrap(_Generator(self.sat), sync_buffers=False)
         self.disc_ddp = ctx.wrap(self.disc)
