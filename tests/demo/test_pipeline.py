@@ -21,7 +21,7 @@ from aar.demo.budget import STEP_UNITS, reserved_from_measured, reserved_seconds
 from aar.demo.evaluation import fad_matrix
 from aar.demo.images import Spectrogram, encode_png, line_chart, smooth
 from aar.demo.recorder import RecordingTask, read_history, typical_step_seconds
-from aar.demo.training import TrainPlan, steps_for_budget, train_within
+from aar.demo.training import BUDGET_USE, TrainPlan, steps_for_budget, train_within
 from aar.metrics import EmbeddingStats
 
 SR = 24_000
@@ -117,7 +117,7 @@ def test_train_within_calibrates_then_plans_and_resumes_to_the_same_plan(tmp_pat
     summary, plan = train_within(runs, tmp_path, budget_s=60.0, calibration_steps=10, min_steps=5)
     assert runs.calls[0] == (10, 10)  # calibration, validated at its end
     assert plan.step_seconds == pytest.approx(0.5)
-    assert 10 + 5 <= plan.total_steps <= 10 + 60 / 0.5
+    assert 10 + 5 <= plan.total_steps <= 10 + 60 * BUDGET_USE / 0.5
     assert runs.calls[1] == (plan.total_steps, plan.val_every) and summary["steps"] == plan.total_steps
     assert TrainPlan.load(tmp_path) == plan
     # a second call (e.g. after an interruption) reuses the plan without calibrating again
@@ -131,17 +131,38 @@ def test_train_within_takes_a_budget_that_depends_on_the_step_time(tmp_path):
 
     def budget(step_s):
         seen.append(step_s)
-        return 20.0  # 40 steps of 0.5 s (the fake calibration took no time)
+        return 20.0  # 40 steps of 0.5 s (the fake calibration took no time), of which BUDGET_USE are planned
 
     _, plan = train_within(_FakeRuns(tmp_path), tmp_path, budget, calibration_steps=10, min_steps=5)
     assert seen == [pytest.approx(0.5)]
-    assert plan.budget_s == 20.0 and 10 + 39 <= plan.total_steps <= 10 + 40
+    planned = int(20.0 * BUDGET_USE / 0.5)
+    assert plan.budget_s == 20.0 and 10 + planned - 1 <= plan.total_steps <= 10 + planned
 
 
 def test_train_within_with_fixed_steps_does_not_calibrate(tmp_path):
     runs = _FakeRuns(tmp_path)
     _, plan = train_within(runs, tmp_path, budget_s=None, calibration_steps=10, min_steps=5, fixed_steps=7)
     assert runs.calls == [(7, 1)] and plan.calibration_steps is None
+
+
+def test_unit_gain_init_makes_the_latent_depend_on_the_input():
+    from aar.demo.training import unit_gain_init
+    from aar.tokenizer import SAT, SATConfig
+
+    wav = torch.from_numpy(np.stack([synthetic_clip(label, i) for i, label in enumerate(CLASSES)]))[:, None]
+
+    def input_share(sat) -> float:
+        with torch.no_grad():
+            latent = sat.encoder(wav)
+        return float(latent.std(0).mean() / latent.std())  # variation between clips / all variation
+
+    torch.manual_seed(0)
+    sat = SAT(SATConfig.preset("tiny"))
+    default = input_share(sat)
+    unit_gain_init(sat)
+    assert default < 0.05 < 0.5 < input_share(sat)
+    assert all(bool((m.weight_g.detach() == 1.0).all()) and not m.bias.detach().any()
+               for m in sat.encoder.modules() if hasattr(m, "weight_g"))
 
 
 class _Counter:

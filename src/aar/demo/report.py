@@ -210,7 +210,7 @@ def write_report(out: str | Path, state: dict, shown_per_class: int = 3) -> Path
         st = speed["settings"]
         body.append(f'<p class="note">{("Next-scale speed-up " + ups + ". ") if ups else ""}Next-scale: median of {st["repeats"]} calls after a '
                     f"warm-up; next-token: one call. Guidance {st['cfg']}, top-k {st['top_k']}, top-p {st['top_p']}, {st['dtype']} on "
-                    f"{escape(st['device'])} ({st['threads']} threads), audio decoding included. "
+                    f"{escape(st['device'])} ({st['threads']} CPU thread{'s' if st['threads'] != 1 else ''}), audio decoding included. "
                     + " ".join(escape(n) for n in speed["notes"]) + "</p>")
 
     # ---- curves

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
 import yaml
 
 from aar.checkpoint import atomic_write_text
@@ -33,6 +34,7 @@ log = logging.getLogger("aar.demo")
 PLAN = "plan.json"
 VALIDATIONS = 4  # validations (and checkpoints) after calibration
 OVERHEAD_FACTOR = 1.5  # the resumed run's fixed costs against those measured while calibrating
+BUDGET_USE = 0.85  # steps are planned for this share of the budget: machines slow down, validations cost
 
 # run(total_steps, val_every) -> (engine summary, the recording task)
 RunFn = Callable[[int, int], tuple[dict, RecordingTask]]
@@ -98,7 +100,7 @@ def train_within(
         overhead = max(0.0, spent - sum(task.step_seconds)) * OVERHEAD_FACTOR
         if callable(budget_s):
             budget_s = max(0.0, float(budget_s(step_s)))
-        total = steps_for_budget(budget_s, spent, step_s, overhead, calibration_steps, min_steps)
+        total = steps_for_budget(budget_s * BUDGET_USE, spent, step_s, overhead, calibration_steps, min_steps)
         plan = TrainPlan(total, max(1, (total - calibration_steps) // VALIDATIONS), budget_s,
                          calibration_steps, round(step_s, 4), round(spent, 2))
         plan.save(run_dir)
@@ -115,11 +117,39 @@ def _engine_settings(train_cfg, total: int, val_every: int) -> None:
 
 
 # ---------------------------------------------------------------------- the tokenizer
+@torch.no_grad()
+def unit_gain_init(sat) -> None:
+    """Give every weight-normalised convolution of the SAT's encoder and decoder unit gain
+    (``weight_g = 1``: each output channel's kernel has norm 1, in the direction drawn at
+    construction) and zero biases.
+
+    PyTorch's default initialisation shrinks a signal about threefold in variance per layer, so
+    at initialisation the latent of a freshly built SAT barely depends on its input (the same
+    codes for every clip); a long run recovers, but the demo's few hundred steps do not. With
+    unit gain the latent varies with the input from the first step, and the k-means
+    initialisation of the codebooks sees real variety.
+    """
+    for module in list(sat.encoder.modules()) + list(sat.decoder.modules()):
+        if isinstance(getattr(module, "weight_g", None), torch.Tensor):
+            module.weight_g.fill_(1.0)
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
+
+
 def tokenizer_runner(config, train_dir: Path, val_dir: Path, run_dir: Path) -> RunFn:
-    """Train a SAT (``config``: :class:`~aar.train.TokenizerTrainConfig`) on the clips of
-    ``train_dir``, validating on those of ``val_dir``; ``run_dir/model`` is the tokenizer."""
+    """Train a SAT (``config``: :class:`~aar.train.TokenizerTrainConfig`, initialised by
+    :func:`unit_gain_init`) on the clips of ``train_dir``, validating on those of ``val_dir``;
+    ``run_dir/model`` is the tokenizer."""
     from aar.data import prepare_training_data
     from aar.train.tokenizer import RUN_CONFIG, SATTask
+
+    class DemoSATTask(SATTask):
+        """The SAT task with :func:`unit_gain_init` applied to the freshly built tokenizer (a
+        resumed run then loads its trained weights over it)."""
+
+        def build(self, ctx, schedule):
+            super().build(ctx, schedule)
+            unit_gain_init(self.sat)
 
     def run(total: int, val_every: int) -> tuple[dict, RecordingTask]:
         cfg = copy.deepcopy(config)
@@ -132,7 +162,7 @@ def tokenizer_runner(config, train_dir: Path, val_dir: Path, run_dir: Path) -> R
             )
             run_config = {**cfg.to_dict(), "data_location": {"data": str(train_dir.resolve()), "audioset_csv": None}}
             atomic_write_text(yaml.safe_dump(run_config, sort_keys=False), run_dir / RUN_CONFIG)
-            task = RecordingTask(SATTask(cfg, data.validation), run_dir)
+            task = RecordingTask(DemoSATTask(cfg, data.validation), run_dir)
             trainer = Trainer(task, data.loader, cfg.train, ctx, run_dir, epoch_size=data.epoch_size,
                               batch_size=cfg.data.batch_size, run_config=cfg.to_dict(), failures=data.failures)
             return trainer.run(resume=True), task
