@@ -22,6 +22,9 @@ GUIDANCE_COLUMNS = [
     ("FAD (mel) ↓", "fad_mel", "{:.3f}"),
     ("own-class FAD (mel) ↓", "fad_mel_own_class", "{:.3f}"),
     ("classes nearest own", "nearest_class_matches", "{}"),
+    ("ISc (probe) ↑", "isc_probe", "{:.2f}"),
+    ("KL (probe) ↓", "kl_probe", "{:.3f}"),
+    ("probe accuracy ↑", "probe_accuracy", "{:.2f}"),
     ("generation s", "generation_s", "{:.1f}"),
 ]
 

@@ -86,7 +86,7 @@ def run_experiment(
         if aar_model is None:
             raise ValueError("the guidance experiment needs --aar-model (a class-conditioned AAR from "
                              "`aar train-aar` or `aar demo`)")
-        rows = run_guidance(spec, Path(aar_model), heldout_dir, out, device)
+        rows = run_guidance(spec, Path(aar_model), train_dir, heldout_dir, out, device)
     results = {
         "experiment": spec.name,
         "title": spec.title,
@@ -161,10 +161,17 @@ def run_tokenizer_variant(variant: Variant, train_dir: Path, heldout_dir: Path, 
     return row
 
 
-def run_guidance(spec: ExperimentSpec, aar_model: Path, heldout_dir: Path, out: Path, device: str) -> list[dict]:
+def run_guidance(spec: ExperimentSpec, aar_model: Path, train_dir: Path, heldout_dir: Path, out: Path,
+                 device: str) -> list[dict]:
     """Generate ``clips_per_class`` clips of every class at each guidance scale (same seeds) and
-    measure FAD (mel backbone) against the held-out clips: over all classes, per class, and how
-    many classes' generations lie nearest their own class."""
+    measure them against the held-out clips: FAD (mel backbone) over all classes and per class,
+    how many classes' generations lie nearest their own class, and, with a logistic-regression
+    class probe trained on ``train_dir`` (:mod:`aar.experiments.probe`, standing in for the
+    AudioSet classifier), ISc (one split), KL(held-out clip of the class || generated clip) and the
+    probe's accuracy on the generated clips."""
+    from aar.experiments.probe import ClassProbe, clip_features
+    from aar.metrics.classifier import inception_score, kl_divergence
+
     from aar.demo.evaluation import BACKBONE, class_stats, fad_matrix, generate_per_class
     from aar.metrics import EmbeddingStats, embed_clips, load_backbone
     from aar.metrics.clips import collect_clips
@@ -183,6 +190,12 @@ def run_guidance(spec: ExperimentSpec, aar_model: Path, heldout_dir: Path, out: 
         return EmbeddingStats.from_embeddings(embedded.all_embeddings(backbone.embedding_dim), str(folder))
 
     reference_all = pooled(heldout_dir)
+    probe = ClassProbe(names).fit(*clip_features(train_dir, backbone))
+    ref_names, ref_features = clip_features(heldout_dir, backbone)
+    probe_heldout_accuracy = probe.accuracy(ref_names, ref_features)
+    ref_logits = probe.logits(ref_features)
+    ref_of_class = {n: [i for i, r in enumerate(ref_names) if r.split("/", 1)[0] == n] for n in names}
+    log.info("class probe: %.0f%% accuracy on the held-out clips", 100 * probe_heldout_accuracy)
     rows = []
     for cfg in spec.cfg:
         folder = out / f"cfg_{cfg:g}"
@@ -191,6 +204,11 @@ def run_guidance(spec: ExperimentSpec, aar_model: Path, heldout_dir: Path, out: 
         gen = generate_per_class(model, names, spec.clips_per_class, folder, cfg, spec.top_k, spec.top_p, spec.seed)
         matrix = fad_matrix(class_stats(folder, names, backbone), reference)
         own = {n: matrix["fad"][i][matrix["columns"].index(n)] for i, n in enumerate(matrix["rows"])}
+        gen_names, gen_features = clip_features(folder, backbone)
+        gen_logits = probe.logits(gen_features)
+        # each generated clip is paired with a held-out clip of its class (cycling through them)
+        pair = [ref_of_class[g.split("/", 1)[0]][int(Path(g).name) % len(ref_of_class[g.split("/", 1)[0]])]
+                for g in gen_names]
         row = {
             "cfg": cfg,
             "top_k": spec.top_k,
@@ -200,6 +218,10 @@ def run_guidance(spec: ExperimentSpec, aar_model: Path, heldout_dir: Path, out: 
             "fad_mel_own_class": sum(own.values()) / len(own),
             "per_class_fad_mel": own,
             "nearest_class_matches": sum(matrix["nearest"][n] == n for n in names),
+            "isc_probe": inception_score(gen_logits, splits=1)[0],
+            "kl_probe": float(kl_divergence(gen_logits, ref_logits[pair]).mean()),
+            "probe_accuracy": probe.accuracy(gen_names, gen_features),
+            "probe_heldout_accuracy": probe_heldout_accuracy,
             "classes": len(names),
             "generation_s": gen["seconds"],
         }
