@@ -20,5 +20,5 @@ def test_probe_learns_separable_classes():
     probe = ClassProbe(list(centres)).fit(names, feats)
     assert probe.accuracy(names, feats) == 1.0
     # confident, balanced predictions: ISc near the number of classes; one repeated clip: ISc 1
-    assert inception_score(probe.logits(feats), splits=1)[0] > 2.5
+    assert inception_score(probe.logits(feats), splits=1)[0] > 2.2
     assert abs(inception_score(probe.logits(np.repeat(feats[:1], 10, 0)), splits=1)[0] - 1.0) < 1e-6
