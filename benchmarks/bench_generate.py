@@ -9,7 +9,8 @@ tokens per 1 s clip) and have the same blocks, width, depth and parameters; weig
 release's settings with guidance on: cfg 4 (conditional and null halves batched), top-k 200,
 top-p 0.95. One call of ``generate`` makes ``batch`` clips, audio decoding included. The first
 call of each configuration is a warm-up whose peak memory is recorded (see bench_common); the
-timed figure is the median of ``repeats`` further calls.
+timed figure is the median of ``repeats`` further calls. Each row also carries the call's lower
+bound from this machine's measured bandwidth and matrix throughput (see bench_machine).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aar import SAT, SATConfig  # noqa: E402
 from aar.transformer import AAR_PRESETS, ARCHITECTURES, AARConfig  # noqa: E402
 from bench_common import environment, median, peak_memory, time_calls  # noqa: E402
+from bench_machine import measure, roofline  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 SAMPLING = dict(cfg=4.0, top_k=200, top_p=0.95)
@@ -50,13 +52,15 @@ def size_name(size: str | dict) -> str:
     return size if isinstance(size, str) else f"depth {size['depth']}, width {size['width']}"
 
 
-def generation_row(model, arch: str, size: str, dtype: str, batch: int, repeats: int, device: torch.device) -> dict:
+def generation_row(model, arch: str, size: str, dtype: str, batch: int, repeats: int, device: torch.device,
+                   limits: dict) -> dict:
     """Time ``model.generate`` on ``batch`` random conditions; one row of the report."""
     cond = torch.randn(batch, model.config.cond_dim, device=device)
     peak, method = peak_memory(lambda: model.generate(cond, seed=0, **SAMPLING), device)  # also the warm-up
     times = time_calls(lambda i: model.generate(cond, seed=1 + i, **SAMPLING), device, repeats, warmup=0)
     seconds = median(times)
     tokens = batch * model.seq_len
+    bound = roofline(model, arch, batch, SAMPLING["cfg"] != 0, limits)
     return {
         "arch": arch,
         "model": size,
@@ -70,6 +74,9 @@ def generation_row(model, arch: str, size: str, dtype: str, batch: int, repeats:
         "latency_per_clip_s": round(seconds / batch, 4),
         "clips_per_s": round(batch / seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1),
+        "roofline_s": bound["bound_s"],
+        "roofline_fraction": round(bound["bound_s"] / seconds, 3),
+        "weight_mib_per_step": bound["weight_mib_per_step"],
         "peak_memory_mib": round(peak, 1) if peak is not None else None,
         "memory_method": method,
         "times_s": [round(t, 4) for t in times],
@@ -83,13 +90,15 @@ def run(presets=("d4", "d8", "d16"), batches=(1, 8), dtypes=("float32",), repeat
     device = torch.device(device)
     sat = random_sat(tokenizer).to(device)
     rows = []
+    limits = {dtype: measure(device, DTYPES[dtype]) for dtype in dtypes}
+    progress(f"machine limits: {json.dumps(limits)}")
     for size in presets:
         for dtype in dtypes:
             for arch in archs:
                 torch.manual_seed(0)
                 model = ARCHITECTURES[arch](model_config(size), sat).eval().to(device, DTYPES[dtype])
                 for batch in batches:
-                    rows.append(generation_row(model, arch, size_name(size), dtype, batch, repeats, device))
+                    rows.append(generation_row(model, arch, size_name(size), dtype, batch, repeats, device, limits[dtype]))
                     progress(json.dumps(rows[-1]))
                 del model
     return {
@@ -98,6 +107,7 @@ def run(presets=("d4", "d8", "d16"), batches=(1, 8), dtypes=("float32",), repeat
         "sampling": SAMPLING,
         "repeats": repeats,
         "environment": environment(device, dtypes),
+        "machine_limits": limits,
         "results": rows,
         "ratios": latency_ratios(rows),
     }

@@ -107,9 +107,13 @@ def markdown(report: dict, command: str | None = None) -> str:
                 "peak memory beyond the loaded model)", ""]
         rows = [[r["model"], r["params_m"], r["dtype"], r["batch"], r["arch"], r["ar_steps"], _fmt(r["seconds_per_call"]),
                  _fmt(r["latency_per_clip_s"]), _fmt(r["clips_per_s"]), _fmt(r["tokens_per_s"]),
-                 _fmt(r["peak_memory_mib"], 4)] for r in gen["results"]]
+                 _fmt(r["peak_memory_mib"], 4), _fmt(r["roofline_s"])] for r in gen["results"]]
         out += _table(["model", "params (M)", "dtype", "batch", "arch", "AR steps", "s / call", "s / clip", "clips/s",
-                       "tokens/s", "peak MiB"], rows)
+                       "tokens/s", "peak MiB", "bound s"], rows)
+        limits = "; ".join(f"{d}: read {v['read_gb_s']} GB/s, linear {v['linear_gflop_s']} GFLOP/s"
+                           for d, v in gen["machine_limits"].items())
+        out += ["", f"Machine limits measured in this run ({limits}); \"bound s\" is the call's roofline: per step, "
+                "the larger of reading the weights and key/value cache at that bandwidth and doing its FLOPs at that rate."]
         out += ["", "Latency ratio next-token / next-scale (same size, dtype, batch):", ""]
         out += _table(["model", "dtype", "batch", "next-token ÷ next-scale"],
                       [[r["model"], r["dtype"], r["batch"], f"{r['next_token_over_next_scale']:.1f}x"] for r in gen["ratios"]])

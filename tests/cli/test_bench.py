@@ -43,7 +43,10 @@ def test_generation_fields_for_both_architectures(quick_report):
         assert r["clips_per_s"] == pytest.approx(batch / r["seconds_per_call"], rel=1e-2)
         assert r["tokens_per_s"] == pytest.approx(455 * batch / r["seconds_per_call"], rel=1e-2)
         assert r["peak_memory_mib"] is not None and r["peak_memory_mib"] >= 0 and r["memory_method"]
+        assert 0 < r["roofline_s"] and 0 < r["roofline_fraction"] == pytest.approx(r["roofline_s"] / r["seconds_per_call"], rel=0.05)
         assert rows[("next-token", batch)]["params_m"] == rows[("next-scale", batch)]["params_m"]
+    limits = gen["machine_limits"]["float32"]
+    assert limits["read_gb_s"] > 0 and limits["linear_gflop_s"] > 0
     assert {r["batch"] for r in gen["ratios"]} == {1, 8}
     assert all(r["next_token_over_next_scale"] > 0 for r in gen["ratios"])
 
