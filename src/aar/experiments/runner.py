@@ -20,7 +20,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
 
 from aar.audio import list_audio_files
 from aar.checkpoint import atomic_write_text
@@ -127,7 +126,7 @@ def run_tokenizer_variant(variant: Variant, train_dir: Path, heldout_dir: Path, 
     log.info("%s: training for %.1f min (%d scales, %.0f tokens/s)", variant.name, minutes,
              cfg.model.num_scales, cfg.model.tokens_per_second)
     trained = train_tokenizer(cfg, train_dir, run_dir, val_data=heldout_dir)
-    sat = SAT.from_pretrained(run_dir / "model", device=trained.model.encoder.parameters().__next__().device)
+    sat = SAT.from_pretrained(run_dir / "model", device=next(trained.model.parameters()).device)
     clips = {clip_key(p, heldout_dir): p for p in list_audio_files(heldout_dir)}
     reconstruct_clips(sat, clips, vdir / "audio" / "original", vdir / "audio" / "reconstructed")
     metrics = reconstruction_metrics(vdir / "audio" / "original", vdir / "audio" / "reconstructed")
