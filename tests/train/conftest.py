@@ -29,6 +29,7 @@ def small_config(**train) -> TokenizerTrainConfig:
     cfg = TokenizerTrainConfig.from_dict(
         {
             "model": {"preset": "tiny", "codebook_size": 64, "kmeans_iters": 5},
+            "model_init": "unit_gain",
             "discriminator": {"filters": 4},
             "data": {"batch_size": 2, "num_workers": 0, "val_fraction": 0.2, "val_clips": 2},
             "optim": {"name": "adam", "lr": 1e-3, "betas": [0.5, 0.9], "warmup_steps": 2},

@@ -36,6 +36,7 @@ from aar.train.optim import OptimConfig, Optimization
 log = logging.getLogger("aar.train")
 
 RUN_CONFIG = "train_config.yaml"
+MODEL_INITS = ("default", "unit_gain")
 
 
 # ---------------------------------------------------------------------- configuration
@@ -43,8 +44,9 @@ RUN_CONFIG = "train_config.yaml"
 class TokenizerTrainConfig:
     """Everything a tokenizer run needs. YAML layout: ``model`` (a SAT preset name, or a mapping of
     SATConfig fields, optionally with ``preset:``), ``discriminator``, ``loss``, ``data``, ``optim``,
-    ``train`` sections and ``disc_skip_every`` (the discriminator is not updated on steps divisible
-    by it: 3 = updated on 2 of every 3 steps as released; 0 = every step)."""
+    ``train`` sections, ``disc_skip_every`` (the discriminator is not updated on steps divisible
+    by it: 3 = updated on 2 of every 3 steps as released; 0 = every step) and ``model_init``
+    (``default``: PyTorch's initialisation, as released; ``unit_gain``: see :func:`unit_gain_init`)."""
 
     model: SATConfig = field(default_factory=SATConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -53,6 +55,11 @@ class TokenizerTrainConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(betas=[0.5, 0.9]))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=1000))
     disc_skip_every: int = 3
+    model_init: str = "default"
+
+    def __post_init__(self):
+        if self.model_init not in MODEL_INITS:
+            raise ValueError(f"model_init must be one of {MODEL_INITS}, got {self.model_init!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "TokenizerTrainConfig":
@@ -71,6 +78,7 @@ class TokenizerTrainConfig:
             optim=build_section(OptimConfig, data.get("optim"), "optim"),
             train=build_section(TrainConfig, data.get("train", {"max_steps": 1000}), "train"),
             disc_skip_every=skip,
+            model_init=str(data.get("model_init", "default")),
         )
 
     @classmethod
@@ -105,6 +113,25 @@ def _model_config(spec) -> SATConfig:
 
 
 # ---------------------------------------------------------------------- the task
+@torch.no_grad()
+def unit_gain_init(sat: SAT) -> None:
+    """Set every weight-normalised conv of the encoder and decoder to unit gain (``weight_g = 1``,
+    keeping the kernel directions drawn at construction) and zero bias.
+
+    With PyTorch's default initialisation each conv shrinks the signal (variance about /3), so
+    through the SEANet's depth the output of a fresh model is set by its biases and does not
+    depend on the input; it takes a few hundred steps to escape that. At unit gain the
+    reconstruction depends on the input from the first step, which is what a run of minutes
+    on a CPU needs (the ``tiny`` preset uses it; the paper presets keep the released default)."""
+    for module in [*sat.encoder.modules(), *sat.decoder.modules()]:
+        gain = getattr(module, "weight_g", None)
+        if isinstance(gain, torch.Tensor):
+            gain.fill_(1.0)
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                bias.zero_()
+
+
 class _Generator(nn.Module):
     """SAT's training forward with the quantizer in float32 even under bf16 autocast: nearest-code
     search by ``|x|^2 - 2 x.e + |e|^2`` loses the codes in bf16."""
@@ -133,6 +160,8 @@ class SATTask(TrainTask):
         cfg = self.cfg
         self.ctx = ctx
         self.sat = SAT(cfg.model).to(ctx.device).train()
+        if cfg.model_init == "unit_gain":
+            unit_gain_init(self.sat)
         self.disc = build_discriminator(cfg.discriminator).to(ctx.device).train()
         # Codebook buffers change inside forward and are synchronised by the quantizer itself.
         self.generator = ctx.wrap(_Generator(self.sat), sync_buffers=False)
@@ -149,7 +178,7 @@ class SATTask(TrainTask):
     def train_step(self, batches: list[torch.Tensor], step: int) -> dict[str, float]:
         update_disc = self.updates_discriminator(step)
         n = len(batches)
-        parts_sum: dict[str, torch.Tensor] = {}
+        parts_sum: dict[str, float] = {}
         g_total = d_total = 0.0
         for i, wav in enumerate(batches):
             not_last = i < n - 1
@@ -162,22 +191,23 @@ class SATTask(TrainTask):
                     with torch.no_grad():
                         _, features_real = self.disc(wav)
                     logits_fake, features_fake = self.disc(recon)
-                    g_loss, parts = self.loss(wav, recon, commit, logits_fake, features_real, features_fake)
+                # losses in float32, outside autocast (the mel filterbank product would run in bf16)
+                g_loss, parts = self.loss(wav, recon, commit, logits_fake, features_real, features_fake)
                 (g_loss / n).backward()
             self.disc.requires_grad_(True)
             g_total += float(g_loss.detach()) / n
             for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v / n
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / n
             if update_disc:
                 with no_sync(self.disc_ddp, not_last):
                     with self.ctx.autocast():
-                        logits, _ = self.disc_ddp(torch.cat([wav, recon.detach()]))
-                        b = wav.shape[0]
-                        d_loss = discriminator_loss([lg[:b] for lg in logits], [lg[b:] for lg in logits])
+                        logits, _ = self.disc_ddp(torch.cat([wav, recon.detach().to(wav.dtype)]))
+                    b = wav.shape[0]
+                    d_loss = discriminator_loss([lg[:b] for lg in logits], [lg[b:] for lg in logits])
                     (d_loss / n).backward()
                 d_total += float(d_loss.detach()) / n
         stats = {"loss": g_total}
-        stats.update({k: float(v) for k, v in parts_sum.items()})
+        stats.update(parts_sum)
         g = self.opt_g.step(step)
         stats["lr"] = g["lr"]
         if "grad_norm" in g:
@@ -187,8 +217,6 @@ class SATTask(TrainTask):
             stats["disc_loss"] = d_total
             if "grad_norm" in d:
                 stats["grad_norm_d"] = d["grad_norm"]
-        else:
-            self.opt_d.zero_grad()
         return stats
 
     @torch.inference_mode()
