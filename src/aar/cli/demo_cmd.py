@@ -93,10 +93,10 @@ def register(sub) -> None:
             "again on the same folder."
         ),
     )
-    p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    p.add_argument("--minutes", type=float, default=15.0,
+    p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default demo_out)")
+    p.add_argument("--minutes", type=float, default=15.0, metavar="N",
                    help="time budget of the whole run; the training stages are sized to it (default 15)")
-    p.add_argument("--corpus", default="demo_corpus",
+    p.add_argument("--corpus", default="demo_corpus", metavar="DIR",
                    help="corpus folder, built there when missing (default demo_corpus)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default auto)")
+    p.add_argument("--device", default="auto", metavar="DEVICE", help="auto (CUDA when available), cpu or cuda (default auto)")
     p.set_defaults(func=run_demo_cmd)

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from aar.checkpoint import atomic_write_text
 from aar.demo.budget import MIN_STEPS, TOKENIZER_SHARE, reserved_from_measured, reserved_seconds
 from aar.demo.settings import DemoSettings
@@ -112,7 +114,15 @@ class Demo:
 
     # ------------------------------------------------------------------ driver
     def run(self) -> dict:
-        """Run every stage not finished yet; returns ``demo.json``'s content."""
+        """Run every stage not finished yet; returns ``demo.json``'s content. The CPU thread
+        count chosen for the run is restored afterwards."""
+        threads_before = torch.get_num_threads()
+        try:
+            return self._run()
+        finally:
+            torch.set_num_threads(threads_before)
+
+    def _run(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
         previous = self.state.data.get("settings")
         if previous is not None and _comparable(previous) != _comparable(self.s.describe()):
