@@ -154,6 +154,7 @@ class Demo:
             log.info("[%d/%d] %s finished in %.1f s", index, len(STAGES), stage.name, seconds)
         self.state.data["last_run_seconds"] = round(time.perf_counter() - self.began, 2)
         self.state.save()
+        self._write_metrics()  # again, with every stage's time (the report's included)
         return self.state.data
 
     def _clear(self, stage: Stage, keep: bool) -> None:
