@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 import types
@@ -82,14 +83,19 @@ def main(argv=None) -> int:
     p.add_argument("--dimension", type=int, default=128)
     p.add_argument("--latent-dim", type=int, default=128)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="our encoder/decoder dtype")
     p.add_argument("-o", "--out", default="benchmarks/results/compare_release_tokenizer.json")
     args = p.parse_args(argv)
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     theirs = load_release_sat(args.release, args.dimension, args.latent_dim)
     state = official_sat_state({"generator_state_dict": theirs.state_dict()})
     ours = SAT(infer_sat_config(state, None))
     _load_state(ours, {k: v.reshape(1) if k.endswith(".initialized") else v for k, v in state.items()}, "release")
     ours.eval()
+    ours.inference_dtype = args.dtype
     rows = []
     for batch in (1, 8):
         wav = torch.randn(batch, 1, 24_000) * 0.1
@@ -122,7 +128,8 @@ def main(argv=None) -> int:
         latent_dim=args.latent_dim,
         threads=torch.get_num_threads(),
         torch=torch.__version__,
-        dtype="float32",
+        dtype=args.dtype,
+        load_average=list(os.getloadavg()),
         results=rows,
     )
     out = Path(args.out)
