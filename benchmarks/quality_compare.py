@@ -11,9 +11,11 @@
 4. Held-out teacher-forced accuracy and loss, overall and per scale (the prediction of the
    codes of scale k given the true coarser tokens).
 5. Each model generates as many clips per class as the held-out split holds (cfg 4, top-k
-   200, top-p 0.95, seed 0); FAD against the held-out clips on the default (weight-free mel)
-   backbone. For scale, the FAD of the tokenizer's own reconstructions of the held-out clips
-   and of the training clips against them are reported too.
+   200, top-p 0.95); FAD on the default (weight-free mel) backbone against the held-out clips,
+   and against the tokenizer's reconstructions of them ("tokenizer space": what a perfect
+   model of the tokens could reach, whatever the codec's own quality). For scale: the FAD of
+   the reconstructions and of the training clips against the held-out clips, and of the
+   training clips' reconstructions against the held-out reconstructions.
 
 Writes ``OUT/quality.json`` and ``OUT/quality.md``.
 """
@@ -124,7 +126,8 @@ def markdown(report: dict) -> str:
         lines.append("| " + " | ".join([label, *values]) + " |")
 
     row("training steps in the budget", [str(r["train"]["steps"]) for r in rows])
-    row("FAD vs held-out (mel backbone)", [f"{r['fad']:.2f}" for r in rows])
+    row("FAD vs held-out clips (mel backbone)", [f"{r['fad']:.2f}" for r in rows])
+    row("FAD vs held-out reconstructions (tokenizer space)", [f"{r['fad_tokenizer_space']:.2f}" for r in rows])
     row("held-out accuracy (all tokens)", [f"{r['heldout']['accuracy']:.3f}" for r in rows])
     row("held-out loss (all tokens)", [f"{r['heldout']['loss']:.3f}" for r in rows])
     for k in range(len(rows[0]["heldout"]["per_scale"])):
@@ -133,8 +136,10 @@ def markdown(report: dict) -> str:
     row("generation: AR steps per clip", [str(r["generation"]["ar_steps"]) for r in rows])
     row("generation: s per clip (batch = clips of a class)", [f"{r['generation']['seconds_per_clip']:.3f}" for r in rows])
     ref = report["references"]
-    lines += ["", f"References on the same backbone: tokenizer reconstructions of the held-out clips FAD "
-              f"{ref['reconstruction_fad']:.2f}; the training clips FAD {ref['train_clips_fad']:.2f}."]
+    lines += ["", f"References on the same backbone: against the held-out clips, the tokenizer's reconstructions "
+              f"of them score {ref['reconstruction_fad']:.2f} and the training clips {ref['train_clips_fad']:.2f}; "
+              f"in tokenizer space the training clips' reconstructions score "
+              f"{ref['train_reconstructions_fad_tokenizer_space']:.2f}."]
     return "\n".join(lines)
 
 
@@ -160,6 +165,9 @@ def main(argv=None) -> int:
     if heldout_cache.class_names != train_cache.class_names:
         raise SystemExit(f"class names differ between the splits: {train_cache.class_names} / {heldout_cache.class_names}")
     backbone = load_backbone("mel")
+    for split, folder in splits.items():
+        if not (out / "reconstructed" / split).is_dir():
+            reconstruct_set(args.tokenizer, folder, out / "reconstructed" / split)
     models = []
     for arch in ARCHS:
         run = out / arch
@@ -176,17 +184,18 @@ def main(argv=None) -> int:
             "heldout": heldout_accuracy(model, heldout_cache),
             "generation": gen,
             "fad": fad(splits["heldout"], out / "generated" / arch, backbone),
+            "fad_tokenizer_space": fad(out / "reconstructed" / "heldout", out / "generated" / arch, backbone),
         })
         print(json.dumps({k: v for k, v in models[-1].items() if k != "heldout"}), flush=True)
-    if not (out / "reconstructed").is_dir():
-        reconstruct_set(args.tokenizer, splits["heldout"], out / "reconstructed")
     report = {
         "corpus": str(args.corpus), "tokenizer": str(args.tokenizer), "minutes_per_arch": args.minutes,
         "model": {"depth": args.depth, "width": args.width, "num_heads": args.heads}, "batch_size": args.batch_size,
         "lr": args.lr, "sampling": SAMPLING, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "references": {"reconstruction_fad": fad(splits["heldout"], out / "reconstructed", backbone),
-                       "train_clips_fad": fad(splits["heldout"], splits["train"], backbone)},
+        "references": {"reconstruction_fad": fad(splits["heldout"], out / "reconstructed" / "heldout", backbone),
+                       "train_clips_fad": fad(splits["heldout"], splits["train"], backbone),
+                       "train_reconstructions_fad_tokenizer_space": fad(out / "reconstructed" / "heldout",
+                                                                        out / "reconstructed" / "train", backbone)},
         "models": models,
     }
     (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
