@@ -6,6 +6,7 @@ resampling and error messages are the same everywhere.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -48,12 +49,22 @@ def load_audio(
         raise AudioError(f"{path}: is a directory, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file")
+    return decode_audio(str(path), str(path), sample_rate, mono)
+
+
+def decode_audio(source, name: str, sample_rate: int | None = 24_000, mono: bool = True) -> torch.Tensor:
+    """Decode ``source`` (a path, or in-memory bytes of an audio file) like :func:`load_audio`;
+    ``name`` is what error messages call it."""
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError(f"{name}: empty file")
+        source = io.BytesIO(source)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        data, sr = sf.read(source, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types (LibsndfileError, RuntimeError, TypeError)
-        raise AudioError(f"{path}: cannot decode audio ({exc})") from None
+        raise AudioError(f"{name}: cannot decode audio ({exc})") from None
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: contains no samples")
+        raise AudioError(f"{name}: contains no samples")
     if mono and data.shape[1] > 1:
         data = data.mean(axis=1, keepdims=True)
     if sample_rate is not None and sr != sample_rate:

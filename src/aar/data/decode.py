@@ -3,34 +3,21 @@ that could not be decoded."""
 
 from __future__ import annotations
 
-import io
 import logging
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from aar.audio.io import AudioError, resample
+from aar.audio.io import decode_audio
 
 log = logging.getLogger("aar.data")
 
 
 def decode_bytes(data: bytes, name: str, sample_rate: int | None = 24_000) -> torch.Tensor:
-    """Decode an in-memory audio file (a WebDataset field) with soundfile, mix to mono and resample
-    with soxr, exactly as :func:`aar.audio.load_audio` does for files: ``Tensor[1 x T]``."""
-    if not data:
-        raise AudioError(f"{name}: empty file")
-    try:
-        wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises several exception types
-        raise AudioError(f"{name}: cannot decode audio ({exc})") from None
-    if wav.shape[0] == 0:
-        raise AudioError(f"{name}: contains no samples")
-    wav = wav.mean(axis=1)
-    if sample_rate is not None:
-        wav = resample(wav, sr, sample_rate)
-    return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]
+    """Decode an in-memory audio file (a WebDataset field) exactly as :func:`aar.audio.load_audio`
+    decodes files: ``Tensor[1 x T]``, mono, resampled with soxr."""
+    return decode_audio(data, name, sample_rate)
 
 
 def random_crop(wav: torch.Tensor, length: int, rng: np.random.Generator) -> torch.Tensor:
