@@ -145,26 +145,6 @@ def test_train_within_with_fixed_steps_does_not_calibrate(tmp_path):
     assert runs.calls == [(7, 1)] and plan.calibration_steps is None
 
 
-def test_unit_gain_init_makes_the_latent_depend_on_the_input():
-    from aar.demo.training import unit_gain_init
-    from aar.tokenizer import SAT, SATConfig
-
-    wav = torch.from_numpy(np.stack([synthetic_clip(label, i) for i, label in enumerate(CLASSES)]))[:, None]
-
-    def input_share(sat) -> float:
-        with torch.no_grad():
-            latent = sat.encoder(wav)
-        return float(latent.std(0).mean() / latent.std())  # variation between clips / all variation
-
-    torch.manual_seed(0)
-    sat = SAT(SATConfig.preset("tiny"))
-    default = input_share(sat)
-    unit_gain_init(sat)
-    assert default < 0.05 < 0.5 < input_share(sat)
-    assert all(bool((m.weight_g.detach() == 1.0).all()) and not m.bias.detach().any()
-               for m in sat.encoder.modules() if hasattr(m, "weight_g"))
-
-
 class _Counter:
     """The smallest TrainTask the recorder can wrap."""
 

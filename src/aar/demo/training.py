@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 import yaml
 
 from aar.checkpoint import atomic_write_text
@@ -117,39 +116,12 @@ def _engine_settings(train_cfg, total: int, val_every: int) -> None:
 
 
 # ---------------------------------------------------------------------- the tokenizer
-@torch.no_grad()
-def unit_gain_init(sat) -> None:
-    """Give every weight-normalised convolution of the SAT's encoder and decoder unit gain
-    (``weight_g = 1``: each output channel's kernel has norm 1, in the direction drawn at
-    construction) and zero biases.
-
-    PyTorch's default initialisation shrinks a signal about threefold in variance per layer, so
-    at initialisation the latent of a freshly built SAT barely depends on its input (the same
-    codes for every clip); a long run recovers, but the demo's few hundred steps do not. With
-    unit gain the latent varies with the input from the first step, and the k-means
-    initialisation of the codebooks sees real variety.
-    """
-    for module in list(sat.encoder.modules()) + list(sat.decoder.modules()):
-        if isinstance(getattr(module, "weight_g", None), torch.Tensor):
-            module.weight_g.fill_(1.0)
-            if getattr(module, "bias", None) is not None:
-                module.bias.zero_()
-
-
 def tokenizer_runner(config, train_dir: Path, val_dir: Path, run_dir: Path) -> RunFn:
-    """Train a SAT (``config``: :class:`~aar.train.TokenizerTrainConfig`, initialised by
-    :func:`unit_gain_init`) on the clips of ``train_dir``, validating on those of ``val_dir``;
-    ``run_dir/model`` is the tokenizer."""
+    """Train a SAT (``config``: :class:`~aar.train.TokenizerTrainConfig`; the ``tiny`` preset starts
+    from unit-gain convolutions, see :func:`aar.train.tokenizer.unit_gain_init`) on the clips of
+    ``train_dir``, validating on those of ``val_dir``; ``run_dir/model`` is the tokenizer."""
     from aar.data import prepare_training_data
     from aar.train.tokenizer import RUN_CONFIG, SATTask
-
-    class DemoSATTask(SATTask):
-        """The SAT task with :func:`unit_gain_init` applied to the freshly built tokenizer (a
-        resumed run then loads its trained weights over it)."""
-
-        def build(self, ctx, schedule):
-            super().build(ctx, schedule)
-            unit_gain_init(self.sat)
 
     def run(total: int, val_every: int) -> tuple[dict, RecordingTask]:
         cfg = copy.deepcopy(config)
@@ -162,7 +134,7 @@ def tokenizer_runner(config, train_dir: Path, val_dir: Path, run_dir: Path) -> R
             )
             run_config = {**cfg.to_dict(), "data_location": {"data": str(train_dir.resolve()), "audioset_csv": None}}
             atomic_write_text(yaml.safe_dump(run_config, sort_keys=False), run_dir / RUN_CONFIG)
-            task = RecordingTask(DemoSATTask(cfg, data.validation), run_dir)
+            task = RecordingTask(SATTask(cfg, data.validation), run_dir)
             trainer = Trainer(task, data.loader, cfg.train, ctx, run_dir, epoch_size=data.epoch_size,
                               batch_size=cfg.data.batch_size, run_config=cfg.to_dict(), failures=data.failures)
             return trainer.run(resume=True), task
