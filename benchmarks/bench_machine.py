@@ -3,7 +3,8 @@
 
 - Memory bandwidth: a one-token step multiplies a couple of rows by every weight matrix, so it
   costs about the time to read the weights (and the key/value cache) once. Measured as the
-  rate at which a large tensor is summed.
+  rate at which a large float32 tensor is summed (bytes are bytes: the same figure bounds
+  every dtype; a bfloat16 sum would measure its conversions instead).
 - Matrix throughput: a whole-scale step multiplies up to 2 x batch x 75 rows by the weights, so
   its large steps cost their floating-point operations at the GEMM rate. Measured as the rate
   of a linear layer of the model's shape with 1024 rows, through the same code as generation
@@ -45,8 +46,8 @@ def measure(device: torch.device, dtype: torch.dtype, width: int = 1024) -> dict
     (best of a few runs: the machine's capability, not its average under load)."""
     from aar.transformer.fast_linear import linear
 
-    big = torch.ones(256 * 2**20 // _BYTES[dtype], device=device, dtype=dtype)  # 256 MiB
-    bandwidth = _rate(lambda: big.sum(), device, big.numel() * _BYTES[dtype]) / 1e9
+    big = torch.ones(64 * 2**20, device=device)  # 256 MiB of float32
+    bandwidth = _rate(lambda: big.sum(), device, big.numel() * 4) / 1e9
     del big
     layer = nn.Linear(width, 4 * width).to(device, dtype)
     x = torch.randn(1024, width, device=device, dtype=dtype)
