@@ -237,9 +237,14 @@ class AAR(nn.Module):
         b = codes[0].shape[0]
         with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             inputs = torch.cat(self.tokenizer.teacher_forcing_inputs(codes), dim=1)
-        cond_bc = self.cond_mlp(self._drop_conditions(self.condition_vectors(cond, b)))
+        return self._teacher_forced(cond, b, self.word_embed(inputs.to(self.dtype)))
+
+    def _teacher_forced(self, cond, batch: int, inputs_blc: torch.Tensor) -> torch.Tensor:
+        """The masked full-sequence pass shared with the next-token baseline: start token from the
+        condition, then ``inputs_blc`` (``[B x L-1 x C]``), positions, blocks, head -> float32 logits."""
+        cond_bc = self.cond_mlp(self._drop_conditions(self.condition_vectors(cond, batch)))
         start = cond_bc[:, None] + self.start_pos
-        x = torch.cat((start, self.word_embed(inputs.to(self.dtype)).to(start.dtype)), dim=1) + self.level_positions()
+        x = torch.cat((start, inputs_blc.to(start.dtype)), dim=1) + self.level_positions()
         for block in self.blocks:
             x = block(x, block.modulation(cond_bc), attn_mask=self.attn_mask)
         return self.head(x, self.head.modulation(cond_bc)).float()

@@ -71,12 +71,7 @@ class NextTokenAR(AAR):
         """Teacher-forced logits ``Tensor[B x L x V]`` (float32); position ``i`` predicts token ``i``
         of the flat scale-ordered sequence from tokens ``< i``. Arguments as :meth:`AAR.forward`."""
         flat = torch.cat(self.split_codes(codes), dim=1)
-        cond_bc = self.cond_mlp(self._drop_conditions(self.condition_vectors(cond, flat.shape[0])))
-        start = cond_bc[:, None] + self.start_pos
-        x = torch.cat((start, self.token_inputs(flat[:, :-1]).to(start.dtype)), dim=1) + self.level_positions()
-        for block in self.blocks:
-            x = block(x, block.modulation(cond_bc), attn_mask=self.attn_mask)
-        return self.head(x, self.head.modulation(cond_bc)).float()
+        return self._teacher_forced(cond, flat.shape[0], self.token_inputs(flat[:, :-1]))
 
     @torch.inference_mode()
     def generate(
