@@ -45,7 +45,10 @@ class TokenizerTrainConfig:
     """Everything a tokenizer run needs. YAML layout: ``model`` (a SAT preset name, or a mapping of
     SATConfig fields, optionally with ``preset:``), ``discriminator``, ``loss``, ``data``, ``optim``,
     ``train`` sections, ``disc_skip_every`` (the discriminator is not updated on steps divisible
-    by it: 3 = updated on 2 of every 3 steps as released; 0 = every step) and ``model_init``
+    by it: 3 = updated on 2 of every 3 steps as released; 0 = every step), ``adversarial_start``
+    (the first step of the adversarial phase: before it the discriminator neither runs nor learns
+    and the generator learns from the reconstruction losses alone, a warm-up like VQGAN's
+    ``disc_start``; 0 = adversarial from the first step, as released) and ``model_init``
     (``default``: PyTorch's initialisation, as released; ``unit_gain``: see :func:`unit_gain_init`)."""
 
     model: SATConfig = field(default_factory=SATConfig)
@@ -55,9 +58,14 @@ class TokenizerTrainConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(betas=[0.5, 0.9]))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=1000))
     disc_skip_every: int = 3
+    adversarial_start: int = 0
     model_init: str = "default"
 
     def __post_init__(self):
+        if self.disc_skip_every < 0:
+            raise ValueError(f"disc_skip_every must be >= 0, got {self.disc_skip_every}")
+        if self.adversarial_start < 0:
+            raise ValueError(f"adversarial_start must be >= 0, got {self.adversarial_start}")
         if self.model_init not in MODEL_INITS:
             raise ValueError(f"model_init must be one of {MODEL_INITS}, got {self.model_init!r}")
 
@@ -67,9 +75,6 @@ class TokenizerTrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config section(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        skip = int(data.get("disc_skip_every", 3))
-        if skip < 0:
-            raise ValueError(f"disc_skip_every must be >= 0, got {skip}")
         return cls(
             model=_model_config(data.get("model", "tiny")),
             discriminator=build_section(DiscriminatorConfig, data.get("discriminator"), "discriminator"),
@@ -77,7 +82,8 @@ class TokenizerTrainConfig:
             data=build_section(DataConfig, data.get("data"), "data"),
             optim=build_section(OptimConfig, data.get("optim"), "optim"),
             train=build_section(TrainConfig, data.get("train", {"max_steps": 1000}), "train"),
-            disc_skip_every=skip,
+            disc_skip_every=int(data.get("disc_skip_every", 3)),
+            adversarial_start=int(data.get("adversarial_start", 0)),
             model_init=str(data.get("model_init", "default")),
         )
 
@@ -171,11 +177,17 @@ class SATTask(TrainTask):
         self.opt_g = Optimization(self.sat, cfg.optim, schedule.total_steps, warmup)
         self.opt_d = Optimization(self.disc, cfg.optim, schedule.total_steps, warmup)
 
+    def adversarial(self, step: int) -> bool:
+        """Whether ``step`` is in the adversarial phase (see ``adversarial_start``)."""
+        return step >= self.cfg.adversarial_start
+
     def updates_discriminator(self, step: int) -> bool:
         k = self.cfg.disc_skip_every
-        return k == 0 or step % k != 0
+        return self.adversarial(step) and (k == 0 or step % k != 0)
 
     def train_step(self, batches: list[torch.Tensor], step: int) -> dict[str, float]:
+        if not self.adversarial(step):
+            return self._reconstruction_step(batches, step)
         update_disc = self.updates_discriminator(step)
         n = len(batches)
         parts_sum: dict[str, float] = {}
@@ -217,6 +229,28 @@ class SATTask(TrainTask):
             stats["disc_loss"] = d_total
             if "grad_norm" in d:
                 stats["grad_norm_d"] = d["grad_norm"]
+        return stats
+
+    def _reconstruction_step(self, batches: list[torch.Tensor], step: int) -> dict[str, float]:
+        """A step before the adversarial phase: the generator alone, on time + frequency +
+        commitment losses; the discriminator is not run."""
+        n = len(batches)
+        parts_sum: dict[str, float] = {}
+        total = 0.0
+        for i, wav in enumerate(batches):
+            with no_sync(self.generator, i < n - 1):
+                with self.ctx.autocast():
+                    recon, commit = self.generator(wav)
+                loss, parts = self.loss(wav, recon, commit)
+                (loss / n).backward()
+            total += float(loss.detach()) / n
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / n
+        stats = {"loss": total, **parts_sum}
+        g = self.opt_g.step(step)
+        stats["lr"] = g["lr"]
+        if "grad_norm" in g:
+            stats["grad_norm_g"] = g["grad_norm"]
         return stats
 
     @torch.inference_mode()
