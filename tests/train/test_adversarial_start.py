@@ -42,6 +42,14 @@ def test_before_the_start_only_the_generator_learns():
     assert any(not torch.equal(a, b) for a, b in zip(disc, _params(task.disc))), "the discriminator did not learn from its start"
 
 
+def test_null_start_never_runs_the_discriminator():
+    cfg = TokenizerTrainConfig.from_dict({"adversarial_start": None})
+    assert cfg.adversarial_start is None and cfg.to_dict()["adversarial_start"] is None
+    task = _task(adversarial_start=None)
+    stats = task.train_step([sine_mix(batch=2)], 10**6)
+    assert "adv" not in stats and "disc_loss" not in stats, stats
+
+
 def test_default_is_adversarial_from_the_first_step():
     assert TokenizerTrainConfig().adversarial_start == 0
     task = _task(adversarial_start=0)

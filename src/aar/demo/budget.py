@@ -12,10 +12,10 @@ estimated from their measured times instead.
 
 from __future__ import annotations
 
-# Wall time of each stage that trains nothing, in tokenizer training steps (1 s crops): about
-# twice what runs on a busy 2-core CPU measured (batch 4: 2.7, 2.3, 5.1, 4.0 and 0.4 steps;
-# batch 2: 3.4, 2.6, 4.1, 3.3 and 0.4).
-STEP_UNITS = {"tokens": 6.0, "reconstruction": 5.0, "generation": 10.0, "speed": 10.0, "report": 2.0}
+# Wall time of each stage that trains nothing, in tokenizer training steps (batches of 2 one-second
+# crops, reconstruction losses only): about twice what runs on a 2-core CPU measured (about 15,
+# 12, 19, 15 and 2 steps).
+STEP_UNITS = {"tokens": 30.0, "reconstruction": 24.0, "generation": 38.0, "speed": 30.0, "report": 4.0}
 TOKENIZER_SHARE = 0.7  # of the training time: the tokenizer's share; the transformer gets the rest
 MIN_STEPS = 5  # steps trained after calibration however short the budget
 

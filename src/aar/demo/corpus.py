@@ -31,7 +31,7 @@ from aar.demo.clips import SAMPLE_RATE, Crop, cut_clips
 from aar.demo.debian import PackageTree, fetch_packages
 from aar.demo.sources import SOURCES, Source, SourceItem
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: music from four game soundtracks instead of freepats' single notes
 ORDER_SEED = "aar-demo-corpus-v1"
 TRAIN, HELDOUT = "train", "heldout"
 MANIFEST = "manifest.csv"

@@ -1,10 +1,6 @@
-"""Readers for the two container formats the demo corpus takes recordings out of.
-
-Neither renders anything: both return the recorded sample data stored in the file.
-
-* Gravis UltraSound patches (``.pat``, used by freepats/TiMidity): each patch holds one or
-  more recorded notes of an instrument as raw PCM, with the rate it was recorded at.
-* OpenTTD sound catalogues (``.cat``, used by OpenSFX): a table of named WAV files.
+"""The reader for the container format the demo corpus takes environmental recordings out of:
+OpenTTD sound catalogues (``.cat``, used by OpenSFX), a table of named WAV files. It renders
+nothing: it returns the recorded sample data stored in the file.
 """
 
 from __future__ import annotations
@@ -17,61 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-GUS_MAGICS = (b"GF1PATCH110\0", b"GF1PATCH100\0")
-GUS_HEADER_BYTES = 129 + 63 + 47  # file, instrument and layer headers
-GUS_SAMPLE_HEADER_BYTES = 96
-GUS_MODE_16BIT = 1
-GUS_MODE_UNSIGNED = 2
-
-
 class FormatError(ValueError):
     """A container file is not in the format expected; the message names the file."""
-
-
-@dataclass(frozen=True)
-class PatchSample:
-    """One recorded note of a GUS patch: ``audio`` float32 ``[T]`` at ``sample_rate``."""
-
-    index: int
-    audio: np.ndarray
-    sample_rate: int
-    root_hz: float
-
-
-def read_gus_patch(path: str | Path) -> list[PatchSample]:
-    """All samples of the first layer of the GUS patch at ``path``."""
-    path = Path(path)
-    data = path.read_bytes()
-    if data[:12] not in GUS_MAGICS or len(data) < GUS_HEADER_BYTES:
-        raise FormatError(f"{path}: not a GUS patch (GF1PATCH header missing)")
-    n_samples = data[198]
-    offset = GUS_HEADER_BYTES
-    samples = []
-    for index in range(n_samples):
-        header = data[offset : offset + GUS_SAMPLE_HEADER_BYTES]
-        if len(header) < GUS_SAMPLE_HEADER_BYTES:
-            raise FormatError(f"{path}: truncated header of sample {index}")
-        n_bytes, _loop_start, _loop_end, rate = struct.unpack_from("<IIIH", header, 8)
-        root_millihz = struct.unpack_from("<I", header, 30)[0]
-        modes = header[55]
-        offset += GUS_SAMPLE_HEADER_BYTES
-        raw = data[offset : offset + n_bytes]
-        if len(raw) < n_bytes or rate == 0:
-            raise FormatError(f"{path}: sample {index} is truncated or has no sample rate")
-        offset += n_bytes
-        samples.append(PatchSample(index, _pcm_to_float(raw, modes), rate, root_millihz / 1000.0))
-    return samples
-
-
-def _pcm_to_float(raw: bytes, modes: int) -> np.ndarray:
-    wide = bool(modes & GUS_MODE_16BIT)
-    unsigned = bool(modes & GUS_MODE_UNSIGNED)
-    dtype = ("<u2" if unsigned else "<i2") if wide else ("u1" if unsigned else "i1")
-    values = np.frombuffer(raw[: len(raw) - len(raw) % (2 if wide else 1)], dtype=dtype).astype(np.float32)
-    full_scale = 32768.0 if wide else 128.0
-    if unsigned:
-        values -= full_scale
-    return values / full_scale
 
 
 @dataclass(frozen=True)

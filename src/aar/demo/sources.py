@@ -9,9 +9,10 @@ speech         klettres-data           letters and syllables read aloud in about
                                        languages (KDE KLettres), GPL-2+
 speech         fillets-ng-data-nl      Dutch voice acting of the game Fish Fillets NG, GPL-2
 speech         pocketsphinx-testdata   read English (LibriVox, "Sense and Sensibility")
-music          freepats                sampled notes of acoustic/electric instruments (piano,
-                                       guitars, harp, organ, brass, strings, mallets...),
-                                       GPL-2+; synthesiser and sound-effect patches left out
+music          torus-trooper-data,     the soundtracks of four games by Kenta Cho (Torus
+               gunroar-data,           Trooper, Gunroar, Mu-cade, Titanion): 15 pieces of
+               mu-cade-data,           electronic music for drums, bass, leads and pads,
+               titanion-data           BSD-2-Clause
 environment    openttd-opensfx         vehicles, machines, animals, weather, crowds, edited
                                        from field recordings (CC-BY/CC-BY-SA/CC0 per sound)
 environment    minetest-data           water, lava, fire, explosions, doors, footsteps, digging
@@ -30,7 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from aar.demo.debian import PackageTree
-from aar.demo.formats import FormatError, decode_wav_bytes, read_gus_patch, read_openttd_cat
+from aar.demo.formats import FormatError, decode_wav_bytes, read_openttd_cat
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class SourceItem:
 
     name: str  # unique within its source, file-name safe
     source_file: str  # path inside the package, '#N' for an entry of a container file
-    group: str  # what items are balanced over (language, instrument, sound kind)
+    group: str  # what items are balanced over (language, piece of music, sound kind)
     licence: str
     credit: str
     load: Callable[[], tuple[np.ndarray, int]]
@@ -145,32 +146,23 @@ def librivox_items(tree: PackageTree) -> list[SourceItem]:
 
 # --- music ----------------------------------------------------------------------------------
 
-# General MIDI programs of freepats that are recordings of real instruments; synth leads and
-# pads, sound effects and patches too short to give a clip are left out.
-FREEPATS_RECORDED_PROGRAMS = frozenset(
-    {0, 1, 2, 4, 6, 7, 8, 9, 13, 14, 15, 16, 19, 21, 24, 25, 26, 27, 32, 33, 34, 35, 36, 37,
-     40, 42, 44, 45, 46, 47, 48, 53, 56, 57, 58, 59, 60, 61, 64, 65, 66, 67, 68, 70, 71, 72,
-     73, 74, 104, 114}
-)  # fmt: skip
+def soundtrack_items(game: str, title: str) -> Callable[[PackageTree], list[SourceItem]]:
+    """The pieces of music of one of Kenta Cho's games (``usr/share/games/<game>/sounds/musics``):
+    each piece is one recording, so held-out clips never come from a piece heard in training."""
 
-
-def freepats_items(tree: PackageTree) -> list[SourceItem]:
-    items = []
-    for path in _files(tree, "usr/share/midi/freepats/Tone_000", "*.pat"):
-        program = int(path.stem.split("_", 1)[0])
-        if program not in FREEPATS_RECORDED_PROGRAMS:
-            continue
-        for sample in read_gus_patch(path):
-            items.append(
-                SourceItem(
-                    name=slug(f"{path.stem}-{sample.index}"),
-                    source_file=f"{_relative(tree, path)}#{sample.index}",
-                    group=path.stem,
-                    licence="GPL-2+ (with the freepats composition exception)",
-                    credit=f"freepats {path.stem.split('_', 1)[1].replace('_', ' ')}, root {sample.root_hz:.1f} Hz",
-                    load=(lambda s=sample: (s.audio, s.sample_rate)),
-                )
+    def items(tree: PackageTree) -> list[SourceItem]:
+        return [
+            SourceItem(
+                name=slug(path.stem),
+                source_file=_relative(tree, path),
+                group=path.stem,
+                licence="BSD-2-Clause",
+                credit=f"Kenta Cho, music of {title}",
+                load=_read_file(path),
             )
+            for path in _files(tree, f"usr/share/games/{game}/sounds/musics", "*.ogg")
+        ]
+
     return items
 
 
@@ -258,7 +250,10 @@ SOURCES: tuple[Source, ...] = (
     Source("klettres", "speech", "klettres-data", 0.50, 1, klettres_items),
     Source("fillets", "speech", "fillets-ng-data-nl", 0.35, 2, fillets_items),
     Source("librivox", "speech", "pocketsphinx-testdata", 0.15, 6, librivox_items),
-    Source("freepats", "music", "freepats", 1.00, 1, freepats_items),
+    Source("torustrooper", "music", "torus-trooper-data", 4 / 15, 8, soundtrack_items("torus-trooper", "Torus Trooper")),
+    Source("gunroar", "music", "gunroar-data", 4 / 15, 8, soundtrack_items("gunroar", "Gunroar")),
+    Source("mucade", "music", "mu-cade-data", 4 / 15, 8, soundtrack_items("mu-cade", "Mu-cade")),
+    Source("titanion", "music", "titanion-data", 3 / 15, 8, soundtrack_items("titanion", "Titanion")),
     Source(
         "opensfx", "environment", "openttd-opensfx", 0.55, 3, opensfx_items,
         notices=(("usr/share/doc/openttd-opensfx/readme.txt.gz", "readme.txt.gz"),),

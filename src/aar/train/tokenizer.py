@@ -48,7 +48,8 @@ class TokenizerTrainConfig:
     by it: 3 = updated on 2 of every 3 steps as released; 0 = every step), ``adversarial_start``
     (the first step of the adversarial phase: before it the discriminator neither runs nor learns
     and the generator learns from the reconstruction losses alone, a warm-up like VQGAN's
-    ``disc_start``; 0 = adversarial from the first step, as released) and ``model_init``
+    ``disc_start``; 0 = adversarial from the first step, as released; null = never, a
+    reconstruction-only tokenizer) and ``model_init``
     (``default``: PyTorch's initialisation, as released; ``unit_gain``: see :func:`unit_gain_init`)."""
 
     model: SATConfig = field(default_factory=SATConfig)
@@ -58,13 +59,13 @@ class TokenizerTrainConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(betas=[0.5, 0.9]))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=1000))
     disc_skip_every: int = 3
-    adversarial_start: int = 0
+    adversarial_start: int | None = 0
     model_init: str = "default"
 
     def __post_init__(self):
         if self.disc_skip_every < 0:
             raise ValueError(f"disc_skip_every must be >= 0, got {self.disc_skip_every}")
-        if self.adversarial_start < 0:
+        if self.adversarial_start is not None and self.adversarial_start < 0:
             raise ValueError(f"adversarial_start must be >= 0, got {self.adversarial_start}")
         if self.model_init not in MODEL_INITS:
             raise ValueError(f"model_init must be one of {MODEL_INITS}, got {self.model_init!r}")
@@ -83,7 +84,7 @@ class TokenizerTrainConfig:
             optim=build_section(OptimConfig, data.get("optim"), "optim"),
             train=build_section(TrainConfig, data.get("train", {"max_steps": 1000}), "train"),
             disc_skip_every=int(data.get("disc_skip_every", 3)),
-            adversarial_start=int(data.get("adversarial_start", 0)),
+            adversarial_start=_optional_int(data.get("adversarial_start", 0)),
             model_init=str(data.get("model_init", "default")),
         )
 
@@ -101,6 +102,10 @@ class TokenizerTrainConfig:
         out["discriminator"]["kernel_size"] = list(self.discriminator.kernel_size)
         out["discriminator"]["stride"] = list(self.discriminator.stride)
         return out
+
+
+def _optional_int(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def _model_config(spec) -> SATConfig:
@@ -179,7 +184,8 @@ class SATTask(TrainTask):
 
     def adversarial(self, step: int) -> bool:
         """Whether ``step`` is in the adversarial phase (see ``adversarial_start``)."""
-        return step >= self.cfg.adversarial_start
+        start = self.cfg.adversarial_start
+        return start is not None and step >= start
 
     def updates_discriminator(self, step: int) -> bool:
         k = self.cfg.disc_skip_every
