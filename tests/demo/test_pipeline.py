@@ -274,6 +274,9 @@ def test_pipeline_runs_every_stage_then_skips_them_and_redoes_what_follows_a_red
     assert [r["steps"] for r in metrics["speed"]["rows"]] == [5, 30]
     assert metrics["training"]["aar"]["steps"] == 2
     assert [r["step"] for r in read_history(out / "aar")] == [1, 2]
+    # the demo's tokenizer learns from its reconstruction losses alone: no discriminator terms
+    (tokenizer_step,) = read_history(out / "tokenizer")
+    assert "freq" in tokenizer_step and not {"adv", "feat", "disc_loss"} & set(tokenizer_step), tokenizer_step
     html = (out / "index.html").read_text()
     assert html.count("<audio") == 3 * (2 + 5 + 2) and "FAD" in html
 
