@@ -192,8 +192,7 @@ class SATTask(TrainTask):
         return self.adversarial(step) and (k == 0 or step % k != 0)
 
     def train_step(self, batches: list[torch.Tensor], step: int) -> dict[str, float]:
-        if not self.adversarial(step):
-            return self._reconstruction_step(batches, step)
+        adversarial = self.adversarial(step)
         update_disc = self.updates_discriminator(step)
         n = len(batches)
         parts_sum: dict[str, float] = {}
@@ -201,16 +200,20 @@ class SATTask(TrainTask):
         for i, wav in enumerate(batches):
             not_last = i < n - 1
             # generator: gradients reach the SAT through the discriminator, whose own weights are
-            # frozen here (it runs unwrapped, outside DDP's gradient reduction).
+            # frozen here (it runs unwrapped, outside DDP's gradient reduction). Before the
+            # adversarial phase the discriminator is not run at all.
             self.disc.requires_grad_(False)
             with no_sync(self.generator, not_last):
                 with self.ctx.autocast():
                     recon, commit = self.generator(wav)
-                    with torch.no_grad():
-                        _, features_real = self.disc(wav)
-                    logits_fake, features_fake = self.disc(recon)
+                    judged = ()
+                    if adversarial:
+                        with torch.no_grad():
+                            _, features_real = self.disc(wav)
+                        logits_fake, features_fake = self.disc(recon)
+                        judged = (logits_fake, features_real, features_fake)
                 # losses in float32, outside autocast (the mel filterbank product would run in bf16)
-                g_loss, parts = self.loss(wav, recon, commit, logits_fake, features_real, features_fake)
+                g_loss, parts = self.loss(wav, recon, commit, *judged)
                 (g_loss / n).backward()
             self.disc.requires_grad_(True)
             g_total += float(g_loss.detach()) / n
@@ -235,28 +238,6 @@ class SATTask(TrainTask):
             stats["disc_loss"] = d_total
             if "grad_norm" in d:
                 stats["grad_norm_d"] = d["grad_norm"]
-        return stats
-
-    def _reconstruction_step(self, batches: list[torch.Tensor], step: int) -> dict[str, float]:
-        """A step before the adversarial phase: the generator alone, on time + frequency +
-        commitment losses; the discriminator is not run."""
-        n = len(batches)
-        parts_sum: dict[str, float] = {}
-        total = 0.0
-        for i, wav in enumerate(batches):
-            with no_sync(self.generator, i < n - 1):
-                with self.ctx.autocast():
-                    recon, commit = self.generator(wav)
-                loss, parts = self.loss(wav, recon, commit)
-                (loss / n).backward()
-            total += float(loss.detach()) / n
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / n
-        stats = {"loss": total, **parts_sum}
-        g = self.opt_g.step(step)
-        stats["lr"] = g["lr"]
-        if "grad_norm" in g:
-            stats["grad_norm_g"] = g["grad_norm"]
         return stats
 
     @torch.inference_mode()
