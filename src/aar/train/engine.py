@@ -39,7 +39,10 @@ class TrainConfig:
     epoch size). ``0`` disables periodic validation / checkpoints (the final ones still happen).
     ``time_limit_minutes``: stop cleanly (validate, checkpoint, export) once this much wall time
     has passed, e.g. before a cluster job's limit (None or 0: no limit); ``--resume`` continues
-    the same schedule."""
+    the same schedule. ``keep_best``: a validation metric, lower is better (e.g. ``loss``); when
+    set, ``run_dir/model`` holds the weights of the validation where it was lowest (exported
+    each time it improves) and the last weights go to ``run_dir/model_last``, an early stop
+    for runs that may overfit."""
 
     max_steps: int | None = None
     epochs: float | None = None
@@ -52,6 +55,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     time_limit_minutes: float | None = None
+    keep_best: str | None = None
 
     def __post_init__(self):
         if (self.max_steps is None) == (self.epochs is None):
@@ -227,7 +231,23 @@ class Trainer:
                 monitor.scalars(step, {f"val/{k}": v for k, v in metrics.items()})
                 monitor.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 self.val_history.append({"step": step, **metrics})
+                if self._improved():
+                    self.task.export(self.run_dir / "model")
+                    log.info("best %s so far (%.4f): exported to %s", self.cfg.keep_best, metrics[self.cfg.keep_best],
+                             self.run_dir / "model")
         self.ctx.barrier()
+
+    def _improved(self) -> bool:
+        """Whether the newest validation is the best so far by ``keep_best``."""
+        key = self.cfg.keep_best
+        values = [v[key] for v in self.val_history if key in v] if key else []
+        return bool(values) and key in self.val_history[-1] and values[-1] <= min(values)
+
+    def best_validation(self) -> dict | None:
+        """The validation with the lowest ``keep_best`` metric (None without one)."""
+        key = self.cfg.keep_best
+        scored = [v for v in self.val_history if key and key in v]
+        return min(scored, key=lambda v: v[key]) if scored else None
 
     def _failures(self) -> list[str]:
         if self.failures is None:
@@ -315,7 +335,13 @@ class Trainer:
             "train_config": asdict(self.cfg),
         }
         if self.ctx.is_main:
-            summary["export"] = str(self.task.export(self.run_dir / "model"))
+            best = self.best_validation()
+            if best is None:
+                summary["export"] = str(self.task.export(self.run_dir / "model"))
+            else:  # run_dir/model already holds the best validated weights
+                summary["export"] = str(self.run_dir / "model")
+                summary["best_validation"] = best
+                summary["export_last"] = str(self.task.export(self.run_dir / "model_last"))
             atomic_write_text(json.dumps(summary, indent=2) + "\n", self.run_dir / "summary.json")
             lines = [f"trained {len(losses)} steps (to step {start + len(losses)}) in {elapsed:.1f} s"]
             if summary["samples_per_s"]:
@@ -332,7 +358,12 @@ class Trainer:
                 )
             lines.append(f"{len(failures)} undecodable file(s) skipped" + ("" if not failures else ":"))
             lines += [f"  {reason}" for reason in failures[:20]]
-            lines.append(f"model exported to {summary['export']}")
+            if "best_validation" in summary:
+                best = summary["best_validation"]
+                lines.append(f"model exported to {summary['export']} (best {self.cfg.keep_best} "
+                             f"{best[self.cfg.keep_best]:.4f}, step {best['step']}); last weights in {summary['export_last']}")
+            else:
+                lines.append(f"model exported to {summary['export']}")
             for line in lines:
                 log.info(line)
         self.ctx.barrier()
