@@ -376,7 +376,6 @@ def _training_result(summary: dict, plan, budget: float | None) -> dict:
         "plan": {"calibration_steps": plan.calibration_steps, "step_seconds": plan.step_seconds,
                  "total_steps": plan.total_steps},
         "final_validation": validation[-1] if validation else None,
-        "best_validation": summary.get("best_validation"),  # the exported weights' (AAR: lowest loss)
         "validation": validation,
         "model": summary.get("export"),
     }

@@ -26,9 +26,9 @@ def demo_tokenizer_config(device: str = "auto"):
 
 def demo_aar_config(device: str = "auto"):
     """A small label-conditioned AAR (depth 4, width 128, 4 heads, 1.5 M parameters) with a
-    learning rate for a short run (1e-3 after 20 warm-up steps, cosine to 1e-4). It overfits the
-    demo's few hundred windows within minutes (held-out loss lowest after about 20 epochs, then
-    rising), so the weights of its lowest validation loss are the model (``keep_best``)."""
+    learning rate for a short run (1e-3 after 20 warm-up steps, cosine to 1e-4). Its held-out
+    loss is lowest after about 400 steps and rises after that, but the model kept is the last
+    one: the weights of the lowest loss generated worse clips (docs/demo.md)."""
     from aar.train.engine import TrainConfig
     from aar.train.optim import OptimConfig
     from aar.transformer.config import AARConfig
@@ -40,7 +40,7 @@ def demo_aar_config(device: str = "auto"):
         data=CacheDataConfig(batch_size=8, val_fraction=0.05, val_windows=32),
         optim=OptimConfig(name="adamw", lr=1e-3, betas=[0.9, 0.95], weight_decay=0.05, warmup_steps=20,
                           min_lr_ratio=0.1, clip_grad=2.0),
-        train=TrainConfig(max_steps=1, device=device, log_every=10, keep_checkpoints=2, keep_best="loss"),
+        train=TrainConfig(max_steps=1, device=device, log_every=10, keep_checkpoints=2),
         sample=SampleConfig(clips=0),
     )
 

@@ -31,7 +31,7 @@ from aar.train.engine import Trainer
 log = logging.getLogger("aar.demo")
 
 PLAN = "plan.json"
-VALIDATIONS = 8  # validations (and checkpoints) after calibration; the AAR keeps its best
+VALIDATIONS = 8  # validations (and checkpoints) after calibration
 OVERHEAD_FACTOR = 1.5  # the resumed run's fixed costs against those measured while calibrating
 BUDGET_USE = 0.85  # steps are planned for this share of the budget: machines slow down, validations cost
 
