@@ -238,10 +238,9 @@ class Trainer:
         self.ctx.barrier()
 
     def _improved(self) -> bool:
-        """Whether the newest validation is the best so far by ``keep_best``."""
-        key = self.cfg.keep_best
-        values = [v[key] for v in self.val_history if key in v] if key else []
-        return bool(values) and key in self.val_history[-1] and values[-1] <= min(values)
+        """Whether the newest validation is the best so far by ``keep_best`` (ties keep the earlier)."""
+        best = self.best_validation()
+        return best is not None and best is self.val_history[-1]
 
     def best_validation(self) -> dict | None:
         """The validation with the lowest ``keep_best`` metric (None without one)."""
@@ -337,6 +336,8 @@ class Trainer:
         if self.ctx.is_main:
             best = self.best_validation()
             if best is None:
+                if self.cfg.keep_best:
+                    log.warning("keep_best: no validation reported %r; the last weights are the model", self.cfg.keep_best)
                 summary["export"] = str(self.task.export(self.run_dir / "model"))
             else:  # run_dir/model already holds the best validated weights
                 summary["export"] = str(self.run_dir / "model")
