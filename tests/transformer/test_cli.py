@@ -38,7 +38,7 @@ def test_tokenize_train_generate(capsys, tmp_path, sat_dir, labelled_audio):
     code, out = run(capsys, "tokenize-dataset", "--tokenizer", sat_dir, "--data", labelled_audio,
                     "--out", tmp_path / "cache", "--condition", "label")
     assert code == 0, out.err
-    assert "4 windows of 455 tokens from 4 clips" in out.out and "classes: cls0, cls1, cls2, cls3" in out.out
+    assert "4 windows of 455 tokens from 4 clips (1 view(s) each)" in out.out and "classes: cls0, cls1, cls2, cls3" in out.out
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("model: {depth: 1, width: 32, num_heads: 2}\ndata: {batch_size: 2, val_fraction: 0.0}\n"
                    "train: {max_steps: 2, val_every: 0, device: cpu}\nsample: {clips: 0}\n")
@@ -55,6 +55,15 @@ def test_tokenize_train_generate(capsys, tmp_path, sat_dir, labelled_audio):
     assert [f["file"] for f in settings["files"]] == ["00-cls1-00.wav", "00-cls1-01.wav", "01-cls3-00.wav", "01-cls3-01.wav"]
     for f in settings["files"]:
         assert (tmp_path / "g1" / f["file"]).read_bytes() == (tmp_path / "g2" / f["file"]).read_bytes()
+    assert settings["cfg_schedule"] == "linear"
+    code, out = run(capsys, "generate", "--model", model_dir, "--label", "cls1", "--seed", "7",
+                    "--cfg-schedule", "constant", "-o", tmp_path / "g3")
+    assert code == 0, out.err
+    assert json.loads((tmp_path / "g3" / "generation.json").read_text())["cfg_schedule"] == "constant"
+    code, out = run(capsys, "tokenize-dataset", "--tokenizer", sat_dir, "--data", labelled_audio,
+                    "--out", tmp_path / "cache2", "--condition", "label", "--views", "2")
+    assert code == 0, out.err
+    assert "8 windows of 455 tokens from 4 clips (2 view(s) each)" in out.out
 
 
 def test_generate_errors(capsys, tmp_path, sat_dir, clap_model_dir):
@@ -85,6 +94,9 @@ def test_tokenize_and_train_errors(capsys, tmp_path, sat_dir, labelled_audio):
     assert code == 1 and "--condition clap needs --clap DIR" in out.err
     code, out = run(capsys, "tokenize-dataset", "--tokenizer", sat_dir, "--data", tmp_path / "nope", "--out", tmp_path / "c")
     assert code == 1 and "nope: no such file or directory" in out.err
+    code, out = run(capsys, "tokenize-dataset", "--tokenizer", sat_dir, "--data", labelled_audio,
+                    "--out", tmp_path / "c", "--views", "0")
+    assert code == 1 and "--views must be >= 1, got 0" in out.err
     code, out = run(capsys, "train-aar", "--config", "d4", "--cache", labelled_audio, "--out", tmp_path / "r")
     assert code == 1 and "not a token cache" in out.err
     code, out = run(capsys, "train-aar", "--config", "d4", "--out", tmp_path / "r")

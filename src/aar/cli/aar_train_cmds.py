@@ -25,6 +25,8 @@ def run_tokenize_dataset(args: argparse.Namespace) -> int:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
     if args.max_windows is not None and args.max_windows < 1:
         raise CLIError("--max-windows must be >= 1")
+    if args.views < 1:
+        raise CLIError(f"--views must be >= 1, got {args.views}")
     device = pick_device(args.device)
     tokenizer = SAT.from_pretrained(args.tokenizer, device=device)
     try:
@@ -40,12 +42,14 @@ def run_tokenize_dataset(args: argparse.Namespace) -> int:
         meta = build_token_cache(
             tokenizer, source, args.out, condition=condition, clap=clap,
             batch_size=args.batch_size, shard_size=args.shard_size, max_windows=args.max_windows,
+            views=args.views,
         )
     except (ValueError, DataError) as exc:
         raise CLIError(str(exc)) from None
     extra = f", classes: {', '.join(meta['class_names'])}" if meta["class_names"] else ""
     print(
         f"wrote {args.out}: {meta['num_windows']} windows of {meta['seq_len']} tokens from {meta['num_clips']} clips "
+        f"({meta['views']} view(s) each) "
         f"in {len(meta['shards'])} shard(s); condition {condition}{extra}; "
         f"{len(meta['undecodable'])} undecodable file(s) skipped"
     )
@@ -110,6 +114,9 @@ def register(sub) -> None:
                    help="what to store as each clip's condition (default: clap with --clap, else none)")
     p.add_argument("--clap", metavar="DIR", help="local folder of the CLAP model (laion/larger_clap_general)")
     p.add_argument("--max-windows", type=int, help="at most this many 1 s windows per clip (default: all)")
+    p.add_argument("--views", type=int, default=1,
+                   help="versions of every window to store (default 1): the clip, then the clip with its polarity "
+                        "inverted and/or delayed by up to 30 ms; more distinct token sequences for a small dataset")
     p.add_argument("--batch-size", type=int, default=16, help="clips / windows encoded per batch (default 16)")
     p.add_argument("--shard-size", type=int, default=4096, help="windows per shard (default 4096)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")

@@ -13,6 +13,7 @@ import torch
 
 from aar.checkpoint import atomic_write_text
 from aar.cli.main import CLIError
+from aar.transformer.sampling import GUIDANCE_SCHEDULES
 
 SETTINGS_NAME = "generation.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -84,7 +85,8 @@ def run_generate(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
 
     began = time.perf_counter()
-    result = model.generate(cond, cfg=args.cfg, top_k=args.top_k, top_p=args.top_p, seed=seed, num_samples=args.num)
+    result = model.generate(cond, cfg=args.cfg, top_k=args.top_k, top_p=args.top_p, seed=seed, num_samples=args.num,
+                            cfg_schedule=args.cfg_schedule)
     seconds = time.perf_counter() - began
 
     out.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,7 @@ def run_generate(args: argparse.Namespace) -> int:
         "clap": str(args.clap) if args.clap else None,
         "num_per_prompt": args.num,
         "cfg": args.cfg,
+        "cfg_schedule": args.cfg_schedule,
         "top_k": args.top_k,
         "top_p": args.top_p,
         "seed": seed,
@@ -148,6 +151,10 @@ def register(sub) -> None:
     p.add_argument("--clap", metavar="DIR", help="local folder of the CLAP model (laion/larger_clap_general)")
     p.add_argument("--num", type=int, default=1, help="clips per prompt (default 1)")
     p.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance at the last scale (default 4; 0 = none)")
+    p.add_argument("--cfg-schedule", choices=GUIDANCE_SCHEDULES, default="linear",
+                   help="how guidance grows over the scales: linear, from 0 at the first scale to --cfg at the "
+                        "last (the release's, default), or constant, --cfg at every scale (stronger class "
+                        "identity from small models; docs/generation.md)")
     p.add_argument("--top-k", type=int, default=200, help="sample among the k most likely codes (default 200; 1 = greedy)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 0 = off)")
     p.add_argument("--seed", type=int, help="random seed (default: drawn, and recorded in the JSON)")

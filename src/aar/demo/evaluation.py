@@ -50,7 +50,7 @@ def coarse_to_fine(sat, wav_path: Path, out_dir: Path) -> list[Path]:
 
 @torch.inference_mode()
 def generate_per_class(model, class_names: list[str], per_class: int, out_dir: Path, cfg: float, top_k: int,
-                       top_p: float, seed: int, batch_size: int = 8) -> dict:
+                       top_p: float, seed: int, batch_size: int = 8, cfg_schedule: str = "linear") -> dict:
     """``per_class`` clips of every class into ``out_dir/<class>/NNN.wav``; returns the settings
     and the time generation took (audio decoding included, file writing not)."""
     import time
@@ -60,12 +60,12 @@ def generate_per_class(model, class_names: list[str], per_class: int, out_dir: P
         for start in range(0, per_class, batch_size):
             n = min(batch_size, per_class - start)
             began = time.perf_counter()
-            out = model.generate(torch.tensor([c]), cfg=cfg, top_k=top_k, top_p=top_p,
+            out = model.generate(torch.tensor([c]), cfg=cfg, cfg_schedule=cfg_schedule, top_k=top_k, top_p=top_p,
                                  seed=seed + 1000 * c + start, num_samples=n)
             seconds += time.perf_counter() - began
             for k, wav in enumerate(out.audio.float().cpu()):
                 save_audio(out_dir / name / f"{start + k:03d}.wav", wav, out.sample_rate)
-    return {"clips_per_class": per_class, "cfg": cfg, "top_k": top_k, "top_p": top_p, "seed": seed,
+    return {"clips_per_class": per_class, "cfg": cfg, "cfg_schedule": cfg_schedule, "top_k": top_k, "top_p": top_p, "seed": seed,
             "seconds": round(seconds, 3), "clips": per_class * len(class_names)}
 
 

@@ -235,9 +235,12 @@ class Demo:
         from aar.transformer.token_cache import build_token_cache
 
         sat = SAT.from_pretrained(self.out / "tokenizer" / "model", device=resolve_device(self.s.device))
-        meta = build_token_cache(sat, open_source(self.out / "data" / "train"), self.out / "tokens", condition="label")
-        log.info("  %d windows of %d tokens, classes %s", meta["num_windows"], meta["seq_len"], ", ".join(meta["class_names"]))
-        return {"windows": meta["num_windows"], "seq_len": meta["seq_len"], "classes": meta["class_names"]}
+        meta = build_token_cache(sat, open_source(self.out / "data" / "train"), self.out / "tokens", condition="label",
+                                 views=self.s.token_views)
+        log.info("  %d windows (%d views of %d clips) of %d tokens, classes %s", meta["num_windows"], meta["views"],
+                 meta["num_clips"], meta["seq_len"], ", ".join(meta["class_names"]))
+        return {"windows": meta["num_windows"], "views": meta["views"], "clips": meta["num_clips"],
+                "seq_len": meta["seq_len"], "classes": meta["class_names"]}
 
     def stage_aar(self) -> dict:
         from aar.demo.training import aar_runner, train_within
@@ -296,7 +299,8 @@ class Demo:
         classes = list(model.config.class_names)
         gen_dir = self.out / "audio" / "generated"
         s = self.s
-        info = generate_per_class(model, classes, s.generated_per_class, gen_dir, s.cfg, s.top_k, s.top_p, s.seed)
+        info = generate_per_class(model, classes, s.generated_per_class, gen_dir, s.cfg, s.top_k, s.top_p, s.seed,
+                                  cfg_schedule=s.cfg_schedule)
         log.info("  %d clips in %.1f s", info["clips"], info["seconds"])
         backbone = load_backbone(BACKBONE)
         heldout = class_stats(self.out / "data" / "heldout", classes, backbone)

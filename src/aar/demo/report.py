@@ -197,7 +197,7 @@ def write_report(out: str | Path, state: dict, shown_per_class: int = 3) -> Path
         body.append("<p>For scale, the same distances from the real training clips of each class:</p>")
         body.append(_matrix_table(gen["fad_train_vs_heldout"], "training"))
         info = gen["generation"]
-        body.append(f'<p class="note">Sampling: guidance {info["cfg"]}, top-k {info["top_k"]}, top-p {info["top_p"]}, '
+        body.append(f'<p class="note">Sampling: guidance {info["cfg"]} ({escape(info.get("cfg_schedule", "linear"))} over the scales), top-k {info["top_k"]}, top-p {info["top_p"]}, '
                     f'seed {info["seed"]}; {info["clips"]} clips in {info["seconds"]:.1f} s. Backbone: '
                     f"'{escape(gen['backbone'])}'.</p>")
     speed = result.get("speed")

@@ -37,7 +37,7 @@ def demo_aar_config(device: str = "auto"):
     return AARTrainConfig(
         arch="next-scale",
         model=AARConfig(depth=4, width=128, num_heads=4, cond_drop_rate=0.1),
-        data=CacheDataConfig(batch_size=8, val_fraction=0.05, val_windows=32),
+        data=CacheDataConfig(batch_size=8, val_fraction=0.05, val_windows=64),
         optim=OptimConfig(name="adamw", lr=1e-3, betas=[0.9, 0.95], weight_decay=0.05, warmup_steps=20,
                           min_lr_ratio=0.1, clip_grad=2.0),
         train=TrainConfig(max_steps=1, device=device, log_every=10, keep_checkpoints=2),
@@ -63,10 +63,12 @@ class DemoSettings:
     calibration_steps: int = 10
     generated_per_class: int = 24
     shown_per_class: int = 3  # originals / reconstructions / generations shown in the report
-    cfg: float = 4.0
+    cfg: float = 2.5
+    cfg_schedule: str = "constant"  # guidance at every scale, not ramped from 0 (docs/demo.md)
     top_k: int = 200
     top_p: float = 0.95
     seed: int = 0
+    token_views: int = 8  # versions of every training clip in the token cache (augmented_view)
     speed_batches: tuple[int, ...] = (1, 8)
     speed_repeats: int = 2
     tokenizer: object = None  # TokenizerTrainConfig; None -> demo_tokenizer_config(device)
@@ -80,6 +82,12 @@ class DemoSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.token_views < 1:
+            raise ValueError(f"token_views must be >= 1, got {self.token_views}")
+        from aar.transformer.sampling import GUIDANCE_SCHEDULES
+
+        if self.cfg_schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"cfg_schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}, got {self.cfg_schedule!r}")
         if self.generated_per_class < 2:
             raise ValueError(f"generated_per_class must be >= 2 (FAD needs a covariance), got {self.generated_per_class}")
         if self.tokenizer is None:
@@ -93,7 +101,7 @@ class DemoSettings:
             "out": str(self.out), "corpus": str(self.corpus), "minutes": self.minutes, "device": self.device,
             "tokenizer_steps": self.tokenizer_steps, "aar_steps": self.aar_steps,
             "calibration_steps": self.calibration_steps, "generated_per_class": self.generated_per_class,
-            "cfg": self.cfg, "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed,
+            "cfg": self.cfg, "cfg_schedule": self.cfg_schedule, "token_views": self.token_views, "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed,
             "speed_batches": list(self.speed_batches), "speed_repeats": self.speed_repeats,
             "tokenizer": self.tokenizer.to_dict(), "aar": self.aar.to_dict(),
         }

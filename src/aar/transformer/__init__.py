@@ -7,7 +7,7 @@ from aar.transformer.next_scale import AAR, Generation
 from aar.transformer.next_token import NextTokenAR
 from aar.transformer.official import convert_official_aar
 from aar.transformer.registry import ARCHITECTURES, load_transformer
-from aar.transformer.sampling import filter_logits, guidance_ramp, guided_logits, sample_tokens
+from aar.transformer.sampling import GUIDANCE_SCHEDULES, filter_logits, guidance_ramp, guided_logits, sample_tokens
 
 __all__ = [
     "AAR",
@@ -23,6 +23,7 @@ __all__ = [
     "SelfAttention",
     "convert_official_aar",
     "filter_logits",
+    "GUIDANCE_SCHEDULES",
     "guidance_ramp",
     "guided_logits",
     "load_transformer",

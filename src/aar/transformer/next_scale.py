@@ -16,7 +16,7 @@ from aar.checkpoint import CheckpointError, is_folder_checkpoint, load_folder, s
 from aar.tokenizer import SAT
 from aar.transformer.blocks import AdaLNBlock, AdaLNHead, KVCache
 from aar.transformer.config import AARConfig
-from aar.transformer.sampling import guidance_ramp, guided_logits, sample_tokens
+from aar.transformer.sampling import GUIDANCE_SCHEDULES, guidance_ramp, guided_logits, sample_tokens
 
 TOKENIZER_SUBDIR = "tokenizer"
 
@@ -259,6 +259,7 @@ class AAR(nn.Module):
         top_p: float = 0.95,
         seed: int | None = None,
         num_samples: int = 1,
+        cfg_schedule: str = "linear",
     ) -> Generation:
         """Sample clips, one step per scale with a key/value cache.
 
@@ -266,13 +267,14 @@ class AAR(nn.Module):
         (unconditional: ``num_samples`` clips from the null condition). Each condition gives
         ``num_samples`` clips (rows ``i * num_samples ...`` belong to condition i).
         Classifier-free guidance at scale k (0-based, K scales) has strength
-        ``t = cfg * k / (K - 1)``: ``logits = (1 + t) * cond - t * uncond``; the conditional and
+        ``t = cfg * k / (K - 1)`` (``cfg_schedule="linear"``, the release's) or ``t = cfg``
+        (``"constant"``): ``logits = (1 + t) * cond - t * uncond``; the conditional and
         null halves run as one batch, and the null half is skipped when ``cfg == 0`` or there
         is no condition. ``top_k = 1`` is greedy; otherwise top-k / top-p sampling from a
         ``torch.Generator`` seeded with ``seed`` (None: a random seed), so a seed reproduces
         the output exactly on a given device.
         """
-        batch, guided, cond_bc, generator = self._prepare_generation(cond, cfg, seed, num_samples)
+        batch, guided, cond_bc, generator = self._prepare_generation(cond, cfg, seed, num_samples, cfg_schedule)
         rows = cond_bc.shape[0]
         modulations = [block.modulation(cond_bc) for block in self.blocks]
         head_modulation = self.head.modulation(cond_bc)
@@ -291,7 +293,7 @@ class AAR(nn.Module):
                 x = block(x, modulation, cache=cache)
             logits = self.head(x, head_modulation).float()
             if guided:
-                logits = guided_logits(logits[:batch], logits[batch:], guidance_ramp(cfg, k, self.num_scales))
+                logits = guided_logits(logits[:batch], logits[batch:], guidance_ramp(cfg, k, self.num_scales, cfg_schedule))
             idx = sample_tokens(logits, top_k, top_p, generator)
             codes.append(idx)
             f_hat, next_input = self.tokenizer.next_scale_input(k, f_hat, idx)
@@ -304,13 +306,15 @@ class AAR(nn.Module):
         return Generation(codes=codes, audio=audio, sample_rate=self.tokenizer.sample_rate)
 
     def _prepare_generation(
-        self, cond: torch.Tensor | None, cfg: float, seed: int | None, num_samples: int
+        self, cond: torch.Tensor | None, cfg: float, seed: int | None, num_samples: int, cfg_schedule: str = "linear"
     ) -> tuple[int, bool, torch.Tensor, torch.Generator]:
         """What every generator starts from: (clips ``B``, whether guidance runs, the embedded
         conditions ``[R x C]`` with the null half appended when guided (R = 2B, else B), the
         seeded random generator)."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if cfg_schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"cfg_schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}; got {cfg_schedule!r}")
         if cond is None:
             batch = num_samples
             vectors = self.condition_vectors(None, batch)

@@ -82,10 +82,11 @@ class NextTokenAR(AAR):
         top_p: float = 0.95,
         seed: int | None = None,
         num_samples: int = 1,
+        cfg_schedule: str = "linear",
     ) -> Generation:
         """Sample clips one token per step with a key/value cache; arguments and result as
         :meth:`AAR.generate` (guidance halves batched, skipped when ``cfg == 0`` or unconditional)."""
-        batch, guided, cond_bc, generator = self._prepare_generation(cond, cfg, seed, num_samples)
+        batch, guided, cond_bc, generator = self._prepare_generation(cond, cfg, seed, num_samples, cfg_schedule)
         rows = cond_bc.shape[0]
         modulations = [block.modulation(cond_bc) for block in self.blocks]
         head_modulation = self.head.modulation(cond_bc)
@@ -96,7 +97,7 @@ class NextTokenAR(AAR):
         table = self.codebook_table()
         level_pos = self.level_positions()
         levels = self.level_index.tolist()
-        strengths = [guidance_ramp(cfg, k, self.num_scales) for k in levels]
+        strengths = [guidance_ramp(cfg, k, self.num_scales, cfg_schedule) for k in levels]
         tokens = torch.empty(batch, self.seq_len, dtype=torch.long, device=self.device)
 
         x = cond_bc[:, None] + self.start_pos + level_pos[:, :1]

@@ -11,10 +11,21 @@ def guided_logits(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, streng
     return (1.0 + strength) * cond_logits - strength * uncond_logits
 
 
-def guidance_ramp(cfg: float, step: int, num_steps: int) -> float:
-    """Guidance strength at ``step`` (0-based) of ``num_steps``: ``cfg * step / (num_steps - 1)``,
-    rising linearly from 0 at the first step to ``cfg`` at the last."""
-    return cfg * step / (num_steps - 1) if num_steps > 1 else float(cfg)
+GUIDANCE_SCHEDULES = ("linear", "constant")
+
+
+def guidance_ramp(cfg: float, step: int, num_steps: int, schedule: str = "linear") -> float:
+    """Guidance strength at ``step`` (0-based) of ``num_steps``.
+
+    ``"linear"`` (the release's and VAR's): ``cfg * step / (num_steps - 1)``, rising from 0 at
+    the first step to ``cfg`` at the last. ``"constant"``: ``cfg`` at every step, so the
+    coarsest scales, which fix a clip's overall character, are guided too.
+    """
+    if schedule == "constant" or num_steps <= 1:
+        return float(cfg)
+    if schedule == "linear":
+        return cfg * step / (num_steps - 1)
+    raise ValueError(f"guidance schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}; got {schedule!r}")
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:

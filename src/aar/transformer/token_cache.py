@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -124,6 +125,30 @@ def clip_windows(wav: torch.Tensor, window: int, max_windows: int | None) -> tor
     return wav[:, : n * window].reshape(1, n, window).transpose(0, 1)
 
 
+MAX_VIEW_DELAY_SECONDS = 0.03
+
+
+def augmented_view(wav: torch.Tensor, view: int, key: str, sample_rate: int) -> torch.Tensor:
+    """View ``view`` of the clip ``wav`` ``Tensor[1 x T]`` for a token cache with several views.
+
+    View 0 is the clip itself. Every other view changes what the tokenizer sees but not what
+    a listener hears: odd views invert the polarity, and views from 2 on also start the
+    window grid later, by a delay of 1 sample to ``MAX_VIEW_DELAY_SECONDS`` drawn from a seeded
+    hash of ``key`` (the clip's name) and ``view`` (silence before, the clip's last samples
+    dropped, so the length is kept). The tokens of such a view keep the coarse scales of the
+    clip's and differ in the fine ones, so a transformer trained on several views memorises
+    less.
+    """
+    if view == 0:
+        return wav
+    out = -wav if view % 2 else wav
+    if view >= 2:
+        max_delay = max(1, int(MAX_VIEW_DELAY_SECONDS * sample_rate))
+        delay = 1 + zlib.crc32(f"{key}\0{view}".encode()) % max_delay
+        out = F.pad(out, (delay, 0))[..., : wav.shape[-1]]
+    return out
+
+
 def folder_label(name: str) -> str:
     """The class of a clip named ``<class>/.../file.wav`` (relative to the data root)."""
     parts = Path(name).parts
@@ -141,12 +166,18 @@ def build_token_cache(
     batch_size: int = 16,
     shard_size: int = 4096,
     max_windows: int | None = None,
+    views: int = 1,
 ) -> dict:
     """Encode every clip of ``source`` (an :mod:`aar.data` source) into a token cache at ``out``.
 
     ``condition``: ``"clap"`` (needs ``clap``, a :class:`~aar.conditioning.ClapEmbedder`),
-    ``"label"`` (the class is the clip's top-level folder) or ``"none"``. Returns the metadata.
+    ``"label"`` (the class is the clip's top-level folder) or ``"none"``. ``views`` > 1 stores
+    that many versions of every window (:func:`augmented_view`; all with the clip's condition,
+    named ``<clip>#<window>~<view>`` so that :func:`split_cache` keeps a clip's views on one
+    side). Returns the metadata.
     """
+    if views < 1:
+        raise ValueError(f"views must be >= 1, got {views}")
     from aar.data import FailureLog, iter_clips
     from aar.data.sources import FileSource
 
@@ -175,19 +206,23 @@ def build_token_cache(
                 wavs = [torch.from_numpy(resample(w[0].numpy(), read_rate, sr))[None] for w in wavs]
             elif condition == "label":
                 conds = torch.tensor([label_index[folder_label(n)] for n in names])
-            windows = [clip_windows(w, window, max_windows) for w in wavs]
+            windows = [clip_windows(augmented_view(w, v, n, sr), window, max_windows)
+                       for n, w in zip(names, wavs) for v in range(views)]
             counts = [len(w) for w in windows]
             batch = torch.cat(windows)
             codes = torch.cat([torch.cat(tokenizer.encode(part), dim=1).cpu() for part in batch.split(batch_size)])
+            if conds is not None:
+                conds = conds.repeat_interleave(views, dim=0)
             cond_rows = conds.repeat_interleave(torch.tensor(counts), dim=0) if conds is not None else None
-            window_names = [f"{n}#{k}" for n, c in zip(names, counts) for k in range(c)]
+            view_names = [(n, v) for n in names for v in range(views)]
+            window_names = [f"{n}#{k}" + (f"~{v}" if v else "") for (n, v), c in zip(view_names, counts) for k in range(c)]
             writer.add(codes, cond_rows, window_names)
             num_clips += len(chunk)
             bar.update(len(chunk))
     if writer.num_windows == 0:
         raise ValueError("no decodable audio in the data: nothing to cache")
     describe = source.describe() if hasattr(source, "describe") else str(source)
-    return writer.close(num_clips=num_clips, source=describe, undecodable=list(failures.reasons.values()),
+    return writer.close(num_clips=num_clips, views=views, source=describe, undecodable=list(failures.reasons.values()),
                         clap=str(clap.path) if clap is not None else None)
 
 
@@ -255,7 +290,7 @@ class TokenCache:
         return int(self.offsets[-1])
 
     def clip_name(self, index: int) -> str:
-        """The clip window ``index`` comes from (its name without ``#window``)."""
+        """The clip window ``index`` comes from (its name without ``#window`` and any ``~view``)."""
         return self.names[index].rsplit("#", 1)[0]
 
     def tokenizer(self) -> SAT:

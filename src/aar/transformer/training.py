@@ -61,6 +61,14 @@ class SampleConfig:
     top_k: int = 200
     top_p: float = 0.95
     seed: int = 0
+    cfg_schedule: str = "linear"  # or "constant" (aar.transformer.sampling.guidance_ramp)
+
+    def __post_init__(self):
+        from aar.transformer.sampling import GUIDANCE_SCHEDULES
+
+        if self.cfg_schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"sample.cfg_schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}; "
+                             f"got {self.cfg_schedule!r}")
 
 
 @dataclass
@@ -222,9 +230,10 @@ class AARTask(TrainTask):
                 monitor.audio(0, f"audio/{i}_held_out", wav, sr)
         cond = batch["cond"]
         if cond is None:
-            out = model.generate(None, cfg=s.cfg, top_k=s.top_k, top_p=s.top_p, seed=s.seed, num_samples=s.clips)
+            out = model.generate(None, cfg=s.cfg, top_k=s.top_k, top_p=s.top_p, seed=s.seed, num_samples=s.clips,
+                                 cfg_schedule=s.cfg_schedule)
         else:
-            out = model.generate(cond, cfg=s.cfg, top_k=s.top_k, top_p=s.top_p, seed=s.seed)
+            out = model.generate(cond, cfg=s.cfg, top_k=s.top_k, top_p=s.top_p, seed=s.seed, cfg_schedule=s.cfg_schedule)
         for i, wav in enumerate(out.audio):
             monitor.audio(step, f"audio/{i}_generated", wav, sr)
 
