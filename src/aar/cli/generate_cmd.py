@@ -154,7 +154,7 @@ def register(sub) -> None:
     p.add_argument("--cfg-schedule", choices=GUIDANCE_SCHEDULES, default="linear",
                    help="how guidance grows over the scales: linear, from 0 at the first scale to --cfg at the "
                         "last (the release's, default), or constant, --cfg at every scale (stronger class "
-                        "identity from small models; docs/generation.md)")
+                        "identity from small models; docs/transformer.md)")
     p.add_argument("--top-k", type=int, default=200, help="sample among the k most likely codes (default 200; 1 = greedy)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 0 = off)")
     p.add_argument("--seed", type=int, help="random seed (default: drawn, and recorded in the JSON)")

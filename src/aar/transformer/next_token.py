@@ -33,8 +33,9 @@ class NextTokenAR(AAR):
     place comes next. Slot ``i`` predicts token ``i``; attention is causal over slots.
 
     Training, conditioning, guidance and sampling are those of :class:`AAR`; classifier-free
-    guidance ramps with the scale of the token being sampled (``t = cfg * k / (K - 1)``), so both
-    models use the same strength for every token.
+    guidance ramps with the scale of the token being sampled (``t = cfg * k / (K - 1)``, or
+    ``t = cfg`` with ``cfg_schedule="constant"``), so both models use the same strength for every
+    token.
 
     >>> from aar import SAT, SATConfig
     >>> model = NextTokenAR(AARConfig.preset("d4"), SAT(SATConfig.preset("tiny"))).eval()
