@@ -85,10 +85,9 @@ class DemoSettings:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.token_views < 1:
             raise ValueError(f"token_views must be >= 1, got {self.token_views}")
-        from aar.transformer.sampling import GUIDANCE_SCHEDULES
+        from aar.transformer.sampling import check_guidance_schedule
 
-        if self.cfg_schedule not in GUIDANCE_SCHEDULES:
-            raise ValueError(f"cfg_schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}, got {self.cfg_schedule!r}")
+        check_guidance_schedule(self.cfg_schedule)
         if self.generated_per_class < 2:
             raise ValueError(f"generated_per_class must be >= 2 (FAD needs a covariance), got {self.generated_per_class}")
         if self.tokenizer is None:

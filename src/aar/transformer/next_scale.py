@@ -16,7 +16,7 @@ from aar.checkpoint import CheckpointError, is_folder_checkpoint, load_folder, s
 from aar.tokenizer import SAT
 from aar.transformer.blocks import AdaLNBlock, AdaLNHead, KVCache
 from aar.transformer.config import AARConfig
-from aar.transformer.sampling import GUIDANCE_SCHEDULES, guidance_ramp, guided_logits, sample_tokens
+from aar.transformer.sampling import check_guidance_schedule, guidance_ramp, guided_logits, sample_tokens
 
 TOKENIZER_SUBDIR = "tokenizer"
 
@@ -313,8 +313,7 @@ class AAR(nn.Module):
         seeded random generator)."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        if cfg_schedule not in GUIDANCE_SCHEDULES:
-            raise ValueError(f"cfg_schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}; got {cfg_schedule!r}")
+        check_guidance_schedule(cfg_schedule)
         if cond is None:
             batch = num_samples
             vectors = self.condition_vectors(None, batch)

@@ -14,6 +14,13 @@ def guided_logits(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, streng
 GUIDANCE_SCHEDULES = ("linear", "constant")
 
 
+def check_guidance_schedule(schedule: str, name: str = "cfg_schedule") -> str:
+    """``schedule`` if it is one of ``GUIDANCE_SCHEDULES``; otherwise a ValueError naming ``name``."""
+    if schedule not in GUIDANCE_SCHEDULES:
+        raise ValueError(f"{name} must be one of {', '.join(GUIDANCE_SCHEDULES)}; got {schedule!r}")
+    return schedule
+
+
 def guidance_ramp(cfg: float, step: int, num_steps: int, schedule: str = "linear") -> float:
     """Guidance strength at ``step`` (0-based) of ``num_steps``.
 
@@ -21,11 +28,9 @@ def guidance_ramp(cfg: float, step: int, num_steps: int, schedule: str = "linear
     the first step to ``cfg`` at the last. ``"constant"``: ``cfg`` at every step, so the
     coarsest scales, which fix a clip's overall character, are guided too.
     """
-    if schedule == "constant" or num_steps <= 1:
+    if check_guidance_schedule(schedule, "guidance schedule") == "constant" or num_steps <= 1:
         return float(cfg)
-    if schedule == "linear":
-        return cfg * step / (num_steps - 1)
-    raise ValueError(f"guidance schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}; got {schedule!r}")
+    return cfg * step / (num_steps - 1)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:

@@ -64,11 +64,9 @@ class SampleConfig:
     cfg_schedule: str = "linear"  # or "constant" (aar.transformer.sampling.guidance_ramp)
 
     def __post_init__(self):
-        from aar.transformer.sampling import GUIDANCE_SCHEDULES
+        from aar.transformer.sampling import check_guidance_schedule
 
-        if self.cfg_schedule not in GUIDANCE_SCHEDULES:
-            raise ValueError(f"sample.cfg_schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}; "
-                             f"got {self.cfg_schedule!r}")
+        check_guidance_schedule(self.cfg_schedule, "sample.cfg_schedule")
 
 
 @dataclass
