@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", required=True, type=Path, help="folder for the cache, the AAR run and result.json")
     p.add_argument("--views", type=int, default=1, help="views per training clip in the token cache (default 1)")
     p.add_argument("--steps", type=int, default=1000, help="AAR training steps (default 1000)")
+    p.add_argument("--batch", type=int, default=None, help="AAR batch size (default: the demo's)")
+    p.add_argument("--lr", type=float, default=None, help="AAR peak learning rate (default: the demo's)")
     p.add_argument("--sampling", type=sampling_setting, nargs="+", default=[("linear", 4.0, 200, 0.95)],
                    help="SCHEDULE:CFG[:TOP_K:TOP_P] settings to generate with (default linear:4, with top-k 200 "
                         "and top-p 0.95; 0 turns a filter off)")
@@ -68,7 +70,12 @@ def main(argv: list[str] | None = None) -> dict:
         sat = SAT.from_pretrained(args.run / "tokenizer" / "model")
         build_token_cache(sat, open_source(args.run / "data" / "train"), cache, condition="label", views=args.views)
     began = time.perf_counter()
-    summary, _ = train_within(aar_runner(demo_aar_config("cpu"), cache, args.out / "aar"), args.out / "aar",
+    config = demo_aar_config("cpu")
+    if args.batch is not None:
+        config.data.batch_size = args.batch
+    if args.lr is not None:
+        config.optim.lr = args.lr
+    summary, _ = train_within(aar_runner(config, cache, args.out / "aar"), args.out / "aar",
                               None, 10, 5, args.steps)
     train_s = time.perf_counter() - began
 
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
                               "diagonal": rows[-1]["diagonal"]}), flush=True)
     result = {
         "run": str(args.run), "views": args.views, "steps": summary["steps"], "threads": args.threads,
+        "batch": config.data.batch_size, "lr": config.optim.lr,
         "train_seconds": round(train_s, 1), "classes": classes, "backbone": BACKBONE,
         "validation": [{"step": v["step"], "loss": round(v["loss"], 4)} for v in summary.get("validation", [])],
         "generations": rows,

@@ -64,6 +64,15 @@ def test_too_short_or_silent_recordings_give_no_clip():
     assert cut_clips(tone(2.0, amp=1e-5), max_clips=1) == []  # below the absolute floor
 
 
+def test_min_content_s_drops_recordings_that_would_be_padded():
+    short = np.concatenate([silence(0.1), tone(0.7)])
+    assert cut_clips(short, max_clips=1, min_content_s=1.0) == []
+    (crop,) = cut_clips(np.concatenate([silence(0.1), tone(1.2)]), max_clips=3, min_content_s=1.0)
+    assert crop.content_s == pytest.approx(1.0) and rms(crop.audio[-int(0.1 * SR) :]) > 0.05
+    with pytest.raises(ValueError, match="min_content_s"):
+        cut_clips(short, max_clips=1, min_content_s=0.0)
+
+
 def test_clip_is_not_invented_sound():
     wav = tone(2.0, freq=1000.0, amp=0.05)
     (crop,) = cut_clips(wav, max_clips=1)

@@ -7,6 +7,7 @@ tests read the real Debian packages and skip when they are neither installed nor
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -171,6 +172,20 @@ def test_complete_corpus_is_reused_and_stale_one_rebuilt(tmp_path, fake):
     assert not (tmp_path / "corpus.partial").exists()
 
 
+def test_min_content_s_keeps_padded_clips_out_and_is_part_of_the_recipe(tmp_path, fake):
+    sources, fetch, calls = fake
+    out = tmp_path / "corpus"
+    build(out, fake)
+    assert any(r.package == "pkg-few-tones" and r.content_s < 1.0 for r in load_manifest(out))
+    strict = tuple(dataclasses.replace(s, min_content_s=1.0) if s.name == "few" else s for s in sources)
+    summary = build_corpus(out, clips_per_class=5, sources=strict, fetch=fetch, progress=False)
+    assert summary.built and len(calls) == 2  # another recipe: rebuilt, not reused
+    tones = [r for r in load_manifest(out) if r.label == "tones"]
+    assert len(tones) == 5 and all(r.package == "pkg-tones" and r.content_s == 1.0 for r in tones)
+    settings = json.loads((out / "corpus.json").read_text())["settings"]["sources"]
+    assert [row[-1] for row in settings] == [1.0, 0.5, 0.5, 0.5]
+
+
 def test_refuses_to_overwrite_a_folder_that_is_not_a_corpus(tmp_path, fake):
     out = tmp_path / "precious"
     out.mkdir()
@@ -219,5 +234,10 @@ def test_real_source_gives_licensed_clips(source):
     assert items
     assert all(item.licence and item.credit for item in items)
     first = balanced_order(items)[:3]
-    clips = [clip for item in first for clip in cut_clips(resample(*item.load(), 24000), source.max_clips_per_item)]
+    clips = [
+        clip
+        for item in first
+        for clip in cut_clips(resample(*item.load(), 24000), source.max_clips_per_item, source.min_content_s)
+    ]
     assert clips and all(clip.audio.shape == (24000,) for clip in clips)
+    assert all(clip.content_s >= min(source.min_content_s, 1.0) - 1e-6 for clip in clips)

@@ -103,20 +103,22 @@ def normalise_loudness(clip: np.ndarray) -> np.ndarray:
     return (clip * gain).astype(np.float32)
 
 
-def cut_clips(wav: np.ndarray, max_clips: int) -> list[Crop]:
+def cut_clips(wav: np.ndarray, max_clips: int, min_content_s: float = MIN_CONTENT_SECONDS) -> list[Crop]:
     """Up to ``max_clips`` one-second clips from a mono recording ``wav`` ``[T]`` at ``SAMPLE_RATE``.
 
     The recording is trimmed of surrounding silence; a sounding part shorter than
-    ``MIN_CONTENT_SECONDS`` gives no clip, one shorter than a clip gives one padded clip, a
+    ``min_content_s`` gives no clip, one shorter than a clip gives one padded clip, a
     longer one gives consecutive non-overlapping windows from its start, skipping windows
     in which less than ``MIN_SOUNDING_FRACTION`` of the frames carry sound (pauses).
     """
     if wav.ndim != 1:
         raise ValueError(f"cut_clips expects a mono recording [T], got shape {wav.shape}")
+    if min_content_s <= 0:
+        raise ValueError(f"min_content_s must be positive, got {min_content_s}")
     clip_len = CLIP_SAMPLES
     start, stop = trim_silence(wav)
     body = wav[start:stop].astype(np.float32)
-    if body.size < MIN_CONTENT_SECONDS * SAMPLE_RATE:
+    if body.size < min_content_s * SAMPLE_RATE:
         return []
     if body.size < clip_len:
         clip = np.zeros(clip_len, dtype=np.float32)

@@ -31,7 +31,8 @@ from aar.demo.clips import SAMPLE_RATE, Crop, cut_clips
 from aar.demo.debian import PackageTree, fetch_packages
 from aar.demo.sources import SOURCES, Source, SourceItem
 
-RECIPE_VERSION = 2  # 2: music from four game soundtracks instead of freepats' single notes
+RECIPE_VERSION = 3  # 2: music from four game soundtracks instead of freepats' single notes;
+# 3: environmental clips sound for their whole second (no one-shot padded with silence)
 ORDER_SEED = "aar-demo-corpus-v1"
 TRAIN, HELDOUT = "train", "heldout"
 MANIFEST = "manifest.csv"
@@ -186,7 +187,7 @@ def is_complete(corpus_dir: str | Path, settings: dict) -> bool:
 
 
 def _settings(clips_per_class: int, heldout_fraction: float, sources: tuple[Source, ...]) -> dict:
-    recipe = [[s.name, s.label, s.package, s.weight, s.max_clips_per_item] for s in sources]
+    recipe = [[s.name, s.label, s.package, s.weight, s.max_clips_per_item, s.min_content_s] for s in sources]
     return {"clips_per_class": clips_per_class, "heldout_fraction": heldout_fraction, "sources": recipe}
 
 
@@ -228,7 +229,7 @@ def _clips_of(source: Source, tree: PackageTree) -> Iterator[tuple[SourceItem, i
         raise DemoCorpusError(f"source {source.name}: item names are not unique")
     for item in balanced_order(items):
         audio, rate = item.load()
-        for k, crop in enumerate(cut_clips(resample(audio, rate, SAMPLE_RATE), source.max_clips_per_item)):
+        for k, crop in enumerate(cut_clips(resample(audio, rate, SAMPLE_RATE), source.max_clips_per_item, source.min_content_s)):
             yield item, k, crop
 
 

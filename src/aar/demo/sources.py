@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from aar.demo.clips import MIN_CONTENT_SECONDS
 from aar.demo.debian import PackageTree
 from aar.demo.formats import FormatError, decode_wav_bytes, read_openttd_cat
 
@@ -53,7 +54,9 @@ class Source:
     ``weight`` is this source's share of its class's clips; ``max_clips_per_item`` bounds how
     many consecutive one-second windows one recording may give; ``notices`` are credit files
     of the package, ``(path in the package, name under licenses/<package>/)``, copied next
-    to the corpus with the package's copyright file.
+    to the corpus with the package's copyright file; recordings whose sounding part is shorter
+    than ``min_content_s`` give no clip (1.0: every clip sounds for its whole second, none is
+    padded with silence).
     """
 
     name: str
@@ -63,6 +66,7 @@ class Source:
     max_clips_per_item: int
     list_items: Callable[[PackageTree], list[SourceItem]]
     notices: tuple[tuple[str, str], ...] = ()
+    min_content_s: float = MIN_CONTENT_SECONDS
 
 
 def slug(text: str) -> str:
@@ -256,7 +260,7 @@ SOURCES: tuple[Source, ...] = (
     Source("titanion", "music", "titanion-data", 3 / 15, 8, soundtrack_items("titanion", "Titanion")),
     Source(
         "opensfx", "environment", "openttd-opensfx", 0.55, 3, opensfx_items,
-        notices=(("usr/share/doc/openttd-opensfx/readme.txt.gz", "readme.txt.gz"),),
+        notices=(("usr/share/doc/openttd-opensfx/readme.txt.gz", "readme.txt.gz"),), min_content_s=1.0,
     ),
     Source(
         "minetest", "environment", "minetest-data", 0.45, 3, minetest_items,
@@ -264,5 +268,6 @@ SOURCES: tuple[Source, ...] = (
             (f"{MINETEST_MODS}/{mod}/README.txt", f"{mod}/README.txt")
             for mod in ("default", "doors", "env_sounds", "fire", "tnt")
         ),
+        min_content_s=1.0,
     ),
 )  # fmt: skip
