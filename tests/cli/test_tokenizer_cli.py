@@ -84,6 +84,17 @@ def test_reconstruct_formats(capsys, tmp_path, tok_dir, sat, ext):
     assert (got - expected).abs().max() <= 2 * PCM_STEP
 
 
+def test_reconstruct_dtype_runs_the_codec_in_that_precision(capsys, tmp_path, tok_dir, sat):
+    src = write_clip(tmp_path / "clip.wav", seconds=1.0)
+    code, _, _ = run(capsys, "reconstruct", src, "--tokenizer", tok_dir, "--device", "cpu", "--dtype", "bfloat16",
+                     "-o", tmp_path / "bf16.wav")
+    assert code == 0
+    got, wav = read(tmp_path / "bf16.wav"), load_audio(src)[None]
+    low = SAT.from_pretrained(tok_dir, inference_dtype="bfloat16")
+    assert (got - low.reconstruct(wav)[0, 0].clamp(-1, 1)).abs().max() <= 2 * PCM_STEP
+    assert (got - sat.reconstruct(wav)[0, 0].clamp(-1, 1)).abs().max() > 2 * PCM_STEP  # not the float32 codec
+
+
 @pytest.fixture(scope="module")
 def long_recon(tmp_path_factory, tok_dir, long_stereo) -> Path:
     """``aar reconstruct`` of the 2.5 s stereo clip, two windows per batch."""

@@ -27,6 +27,7 @@ from aar.tokenizer import SAT
 
 CODES_FORMAT = "aar-sat-codes/1"
 DEFAULT_BATCH = 16
+INFERENCE_DTYPES = ("float32", "bfloat16", "float16")  # names SAT.inference_dtype accepts
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -45,9 +46,10 @@ def pick_device(name: str | None) -> torch.device:
     return device
 
 
-def load_tokenizer(path: str, device: torch.device) -> SAT:
-    """A SAT from our folder format or an authors' released ``.pth``; errors name ``path``."""
-    return SAT.from_pretrained(path, device=device)
+def load_tokenizer(path: str, device: torch.device, dtype: str = "float32") -> SAT:
+    """A SAT from our folder format or an authors' released ``.pth``, its encoder and decoder
+    running in ``dtype`` (:attr:`SAT.inference_dtype`); errors name ``path``."""
+    return SAT.from_pretrained(path, device=device, inference_dtype=dtype)
 
 
 def check_num_scales(k: int | None, sat: SAT, available: int | None = None) -> int:
@@ -99,6 +101,10 @@ def _add_common(p: argparse.ArgumentParser, scales_help: str | None = None) -> N
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N",
                    help=f"1 s windows per forward pass (default {DEFAULT_BATCH})")
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", choices=INFERENCE_DTYPES, default="float32",
+                   help="precision of the encoder and decoder (default float32, which matches the release to 1e-4; "
+                        "bfloat16 is faster on GPUs and recent CPUs, about 0.5%% relative error; "
+                        "float16 for GPUs; the quantizer always runs in float32)")
 
 
 def _check_batch(n: int) -> int:
@@ -165,7 +171,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     jobs = plan_reconstruct(args.inputs, args.output)
     batch = _check_batch(args.batch_size)
     device = pick_device(args.device)
-    sat = load_tokenizer(args.tokenizer, device)
+    sat = load_tokenizer(args.tokenizer, device, args.dtype)
     k = check_num_scales(args.scales, sat)
 
     def codec(windows: torch.Tensor) -> torch.Tensor:
@@ -212,7 +218,7 @@ def run_encode(args: argparse.Namespace) -> int:
     src = _existing_file(args.input)
     batch = _check_batch(args.batch_size)
     device = pick_device(args.device)
-    sat = load_tokenizer(args.tokenizer, device)
+    sat = load_tokenizer(args.tokenizer, device, args.dtype)
     with torch.inference_mode():
         wav = load_audio(src, sat.sample_rate)
         windows = to_windows(wav, sat.window_samples)
@@ -287,7 +293,7 @@ def run_decode(args: argparse.Namespace) -> int:
     if not Path(args.codes).is_file():
         raise CLIError(f"{args.codes}: no such file")
     device = pick_device(args.device)
-    sat = load_tokenizer(args.tokenizer, device)
+    sat = load_tokenizer(args.tokenizer, device, args.dtype)
     codes, length = load_codes(args.codes, sat)
     k = check_num_scales(args.scales, sat, available=len(codes))
     stacked = torch.cat(codes[:k], dim=1)  # [n x sum(s[:k])], split back per batch
