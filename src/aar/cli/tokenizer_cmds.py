@@ -27,7 +27,7 @@ from aar.tokenizer import SAT
 
 CODES_FORMAT = "aar-sat-codes/1"
 DEFAULT_BATCH = 16
-INFERENCE_DTYPES = ("float32", "bfloat16", "float16")  # names SAT.inference_dtype accepts
+INFERENCE_DTYPES = tuple(str(dtype).removeprefix("torch.") for dtype in SAT.INFERENCE_DTYPES)
 
 
 # ---------------------------------------------------------------- shared helpers
