@@ -21,7 +21,7 @@ from aar.demo.budget import STEP_UNITS, reserved_from_measured, reserved_seconds
 from aar.demo.evaluation import fad_matrix
 from aar.demo.images import Spectrogram, encode_png, line_chart, smooth
 from aar.demo.recorder import RecordingTask, read_history, typical_step_seconds
-from aar.demo.training import BUDGET_USE, TrainPlan, steps_for_budget, train_within
+from aar.demo.training import BUDGET_USE, REPLAN_AT, REPLANNED_USE, TrainPlan, steps_for_budget, train_within
 from aar.metrics import EmbeddingStats
 
 SR = 24_000
@@ -97,33 +97,67 @@ def test_reserve_scales_with_the_probe_and_with_measured_stages():
 
 
 class _FakeRuns:
-    """A RunFn that records the step counts asked for and writes 0.5 s steps to the history."""
+    """A RunFn on a fake clock: every step takes ``step_s`` (written to the history as 0.5 s, the
+    speed calibration sees), a time limit stops the run at the first step past it, as the engine
+    does. Records the calls."""
 
-    def __init__(self, run_dir: Path):
-        self.run_dir, self.calls = run_dir, []
+    def __init__(self, run_dir: Path, step_s: float = 0.5):
+        self.run_dir, self.calls, self.step_s, self.now = run_dir, [], step_s, 0.0
 
-    def __call__(self, total: int, val_every: int):
-        self.calls.append((total, val_every))
-        done = len(read_history(self.run_dir))
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self, total: int, val_every: int, time_limit_s=None):
+        self.calls.append((total, val_every, time_limit_s))
+        start = done = len(read_history(self.run_dir))
+        deadline = None if time_limit_s is None else self.now + time_limit_s
         with (self.run_dir / "history.jsonl").open("a") as fh:
-            for step in range(done + 1, total + 1):
-                fh.write(json.dumps({"step": step, "seconds": 0.5 if step > 1 else None, "loss": 1.0}) + "\n")
-        task = SimpleNamespace(step_seconds=[0.5] * (total - done))  # what train_within reads of the task
-        return {"steps": total, "elapsed_s": 0.5 * total, "validation": []}, task
+            while done < total:
+                done += 1
+                self.now += self.step_s
+                fh.write(json.dumps({"step": done, "seconds": 0.5 if done > 1 else None, "loss": 1.0}) + "\n")
+                if deadline is not None and done < total and self.now > deadline:
+                    break
+        task = SimpleNamespace(step_seconds=[self.step_s] * (done - start))  # what train_within reads of the task
+        stopped = "time limit" if done < total else None
+        return {"steps": total, "start_step": start, "end_step": done, "stopped_early": stopped,
+                "elapsed_s": self.step_s * (done - start), "validation": []}, task
 
 
 def test_train_within_calibrates_then_plans_and_resumes_to_the_same_plan(tmp_path):
     runs = _FakeRuns(tmp_path)
-    summary, plan = train_within(runs, tmp_path, budget_s=60.0, calibration_steps=10, min_steps=5)
-    assert runs.calls[0] == (10, 10)  # calibration, validated at its end
+    summary, plan = train_within(runs, tmp_path, budget_s=60.0, calibration_steps=10, min_steps=5, clock=runs.clock)
+    assert runs.calls[0] == (10, 10, None)  # calibration, validated at its end
     assert plan.step_seconds == pytest.approx(0.5)
-    assert 10 + 5 <= plan.total_steps <= 10 + 60 * BUDGET_USE / 0.5
-    assert runs.calls[1] == (plan.total_steps, plan.val_every) and summary["steps"] == plan.total_steps
+    # the steps ran at the calibrated pace: planned again at 30 % of the budget, for 97 % of it
+    assert plan.first_total_steps == 10 + int((60 * BUDGET_USE - 5) / 0.5)
+    assert runs.calls[1] == (plan.first_total_steps, (plan.first_total_steps - 10) // 8, pytest.approx(60 * REPLAN_AT - 5))
+    assert plan.replanned_at == 10 + 27 and plan.replanned_step_seconds == pytest.approx(0.5)
+    assert plan.total_steps == plan.replanned_at + int((60 * REPLANNED_USE - 0.5 * plan.replanned_at) / 0.5)
+    assert runs.calls[2] == (plan.total_steps, plan.val_every, None) and summary["steps"] == plan.total_steps
+    assert summary["elapsed_s"] == pytest.approx(0.5 * (plan.total_steps - 10))  # both legs
     assert TrainPlan.load(tmp_path) == plan
     # a second call (e.g. after an interruption) reuses the plan without calibrating again
     again = _FakeRuns(tmp_path)
-    _, plan2 = train_within(again, tmp_path, budget_s=1.0, calibration_steps=10, min_steps=5)
-    assert plan2 == plan and again.calls == [(plan.total_steps, plan.val_every)]
+    _, plan2 = train_within(again, tmp_path, budget_s=1.0, calibration_steps=10, min_steps=5, clock=again.clock)
+    assert plan2 == plan and again.calls == [(plan.total_steps, plan.val_every, None)]
+
+
+@pytest.mark.parametrize("step_s", [0.4, 0.6])
+def test_train_within_plans_again_from_the_pace_of_the_first_leg(tmp_path, step_s):
+    """Steps 20 % faster or slower than calibrated: the second plan fills the budget at the real pace."""
+    runs = _FakeRuns(tmp_path, step_s)
+    _, plan = train_within(runs, tmp_path, budget_s=100.0, calibration_steps=10, min_steps=5, clock=runs.clock)
+    assert plan.step_seconds == pytest.approx(0.5) and plan.replanned_step_seconds == pytest.approx(step_s)
+    assert plan.first_total_steps == 10 + int((100 * BUDGET_USE - 10 * step_s) / 0.5)
+    assert abs(runs.now - 100 * REPLANNED_USE) <= step_s  # the run ends where the budget does
+    assert (plan.total_steps > plan.first_total_steps) == (step_s < 0.5)
+
+
+def test_train_within_does_not_split_a_short_run(tmp_path):
+    runs = _FakeRuns(tmp_path)
+    _, plan = train_within(runs, tmp_path, budget_s=15.0, calibration_steps=10, min_steps=5, clock=runs.clock)
+    assert len(runs.calls) == 2 and runs.calls[1][2] is None and plan.replanned_at is None
 
 
 def test_train_within_takes_a_budget_that_depends_on_the_step_time(tmp_path):
@@ -131,18 +165,18 @@ def test_train_within_takes_a_budget_that_depends_on_the_step_time(tmp_path):
 
     def budget(step_s):
         seen.append(step_s)
-        return 20.0  # 40 steps of 0.5 s (the fake calibration took no time), of which BUDGET_USE are planned
+        return 25.0  # 50 steps of 0.5 s, of which BUDGET_USE are planned (the calibration took 5 s of them)
 
-    _, plan = train_within(_FakeRuns(tmp_path), tmp_path, budget, calibration_steps=10, min_steps=5)
+    runs = _FakeRuns(tmp_path)
+    _, plan = train_within(runs, tmp_path, budget, calibration_steps=10, min_steps=5, clock=runs.clock)
     assert seen == [pytest.approx(0.5)]
-    planned = int(20.0 * BUDGET_USE / 0.5)
-    assert plan.budget_s == 20.0 and 10 + planned - 1 <= plan.total_steps <= 10 + planned
+    assert plan.budget_s == 25.0 and plan.first_total_steps == 10 + int((25.0 * BUDGET_USE - 5) / 0.5)
 
 
 def test_train_within_with_fixed_steps_does_not_calibrate(tmp_path):
     runs = _FakeRuns(tmp_path)
     _, plan = train_within(runs, tmp_path, budget_s=None, calibration_steps=10, min_steps=5, fixed_steps=7)
-    assert runs.calls == [(7, 1)] and plan.calibration_steps is None
+    assert runs.calls == [(7, 1, None)] and plan.calibration_steps is None
 
 
 class _Counter:

@@ -300,7 +300,7 @@ class Demo:
         gen_dir = self.out / "audio" / "generated"
         s = self.s
         info = generate_per_class(model, classes, s.generated_per_class, gen_dir, s.cfg, s.top_k, s.top_p, s.seed,
-                                  cfg_schedule=s.cfg_schedule)
+                                  batch_size=s.generation_batch, cfg_schedule=s.cfg_schedule)
         log.info("  %d clips in %.1f s", info["clips"], info["seconds"])
         backbone = load_backbone(BACKBONE)
         heldout = class_stats(self.out / "data" / "heldout", classes, backbone)

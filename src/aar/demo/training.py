@@ -3,8 +3,13 @@
 A run is planned from the machine's measured speed. It first trains ``calibration_steps``
 steps (inside the learning-rate warm-up, whose rate does not depend on the run's length),
 times them, then sets the number of steps that fills the rest of the budget and resumes to it,
-so the warm-up + cosine schedule ends where the budget does. The plan is kept in
-``run_dir/plan.json``: an interrupted run resumes from its newest checkpoint to the same plan.
+so the warm-up + cosine schedule ends where the budget does. Machines drift (a run's steps came
+out 15 % slower or faster than its first ten), so once ``REPLAN_AT`` of the budget has passed
+the run stops cleanly (validation, checkpoint), the number of steps is planned again from the
+pace of the steps taken so far, validations and checkpoints included, and the run resumes to
+the new total; the learning rate follows the cosine of the new length from there. The plan is
+kept in ``run_dir/plan.json``: an interrupted run resumes from its newest checkpoint to the
+plan on disk.
 Both runs use the project's training engine (checkpoints, exact resume, ``summary.json``,
 ``model/``) and the tasks of :mod:`aar.train.tokenizer` and :mod:`aar.transformer.training`,
 wrapped by :class:`~aar.demo.recorder.RecordingTask` for the training curves.
@@ -34,9 +39,12 @@ PLAN = "plan.json"
 VALIDATIONS = 8  # validations (and checkpoints) after calibration
 OVERHEAD_FACTOR = 1.5  # the resumed run's fixed costs against those measured while calibrating
 BUDGET_USE = 0.85  # steps are planned for this share of the budget: machines slow down, validations cost
+REPLAN_AT = 0.3  # share of the budget after which the steps are planned again from the pace so far
+REPLANNED_USE = 0.97  # share of the budget the second plan fills (its pace already counts validations)
 
-# run(total_steps, val_every) -> (engine summary, the recording task)
-RunFn = Callable[[int, int], tuple[dict, RecordingTask]]
+# run(total_steps, val_every, time_limit_s) -> (engine summary, the recording task); with a time
+# limit the run stops cleanly (validated, checkpointed) at the first step after it
+RunFn = Callable[[int, int, "float | None"], tuple[dict, RecordingTask]]
 
 
 @dataclass
@@ -50,6 +58,9 @@ class TrainPlan:
     calibration_steps: int | None = None
     step_seconds: float | None = None
     calibration_wall_s: float | None = None
+    first_total_steps: int | None = None  # the total planned after calibration, when planned again
+    replanned_at: int | None = None  # the step at which it was planned again
+    replanned_step_seconds: float | None = None  # the pace (wall time per step) measured up to there
 
     def save(self, run_dir: Path) -> None:
         atomic_write_text(json.dumps(asdict(self), indent=2) + "\n", run_dir / PLAN)
@@ -81,6 +92,7 @@ def train_within(
     calibration_steps: int,
     min_steps: int,
     fixed_steps: int | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[dict, TrainPlan]:
     """Train with ``run`` into ``run_dir`` for about ``budget_s`` seconds (or exactly
     ``fixed_steps`` steps). ``budget_s`` may be a function of the measured seconds per step
@@ -90,26 +102,54 @@ def train_within(
     if plan is None and fixed_steps is not None:
         plan = TrainPlan(fixed_steps, max(1, fixed_steps // VALIDATIONS), None)
         plan.save(run_dir)
-    if plan is None:
-        began = time.perf_counter()
-        log.info("calibrating: %d steps to measure the speed of this machine", calibration_steps)
-        _, task = run(calibration_steps, calibration_steps)
-        spent = time.perf_counter() - began
-        step_s = typical_step_seconds(read_history(run_dir)) or spent / calibration_steps
-        overhead = max(0.0, spent - sum(task.step_seconds)) * OVERHEAD_FACTOR
-        if callable(budget_s):
-            budget_s = max(0.0, float(budget_s(step_s)))
-        total = steps_for_budget(budget_s * BUDGET_USE, spent, step_s, overhead, calibration_steps, min_steps)
-        plan = TrainPlan(total, max(1, (total - calibration_steps) // VALIDATIONS), budget_s,
-                         calibration_steps, round(step_s, 4), round(spent, 2))
-        plan.save(run_dir)
-        log.info("%.2f s per step: planned %d steps in all for a budget of %.0f s", step_s, total, budget_s)
-    summary, _ = run(plan.total_steps, plan.val_every)
+    if plan is not None:  # given, or planned by an earlier call that was interrupted
+        summary, _ = run(plan.total_steps, plan.val_every, None)
+        return summary, plan
+
+    began = clock()
+    log.info("calibrating: %d steps to measure the speed of this machine", calibration_steps)
+    _, task = run(calibration_steps, calibration_steps, None)
+    spent = clock() - began
+    step_s = typical_step_seconds(read_history(run_dir)) or spent / calibration_steps
+    restart = max(0.0, spent - sum(task.step_seconds))  # fixed cost of one (re)start of a run
+    overhead = restart * OVERHEAD_FACTOR
+    if callable(budget_s):
+        budget_s = max(0.0, float(budget_s(step_s)))
+    total = steps_for_budget(budget_s * BUDGET_USE, spent, step_s, overhead, calibration_steps, min_steps)
+    plan = TrainPlan(total, max(1, (total - calibration_steps) // VALIDATIONS), budget_s,
+                     calibration_steps, round(step_s, 4), round(spent, 2))
+    plan.save(run_dir)
+    log.info("%.2f s per step: planned %d steps in all for a budget of %.0f s", step_s, total, budget_s)
+
+    first_leg = REPLAN_AT * budget_s - (clock() - began)
+    if first_leg <= 0 or total - calibration_steps < 4 * min_steps:
+        summary, _ = run(plan.total_steps, plan.val_every, None)
+        return summary, plan
+    leg_began = clock()
+    first, _ = run(plan.total_steps, plan.val_every, first_leg)
+    done = first.get("end_step", plan.total_steps)
+    if not first.get("stopped_early") or done >= plan.total_steps:
+        return first, plan
+    spent = clock() - began
+    measured = (clock() - leg_began - restart) / max(1, done - calibration_steps)
+    pace = measured if measured > 0 else step_s
+    total = steps_for_budget(budget_s * REPLANNED_USE, spent, pace, overhead, done, min_steps)
+    plan = TrainPlan(total, max(1, (total - calibration_steps) // VALIDATIONS), budget_s, calibration_steps,
+                     plan.step_seconds, plan.calibration_wall_s, first_total_steps=plan.total_steps,
+                     replanned_at=done, replanned_step_seconds=round(pace, 4))
+    plan.save(run_dir)
+    log.info("%.2f s per step so far (validations included): planned again, %d steps in all (was %d)",
+             pace, total, plan.first_total_steps)
+    summary, _ = run(plan.total_steps, plan.val_every, None)
+    summary = dict(summary)
+    summary["elapsed_s"] = round(summary.get("elapsed_s", 0.0) + first.get("elapsed_s", 0.0), 3)
     return summary, plan
 
 
-def _engine_settings(train_cfg, total: int, val_every: int) -> None:
+def _engine_settings(train_cfg, total: int, val_every: int, time_limit_s: float | None) -> None:
     train_cfg.max_steps, train_cfg.epochs = total, None
+    if time_limit_s is not None:
+        train_cfg.time_limit_minutes = max(time_limit_s, 1e-3) / 60.0
     train_cfg.val_every = val_every
     train_cfg.checkpoint_every = val_every
     train_cfg.__post_init__()
@@ -123,9 +163,9 @@ def tokenizer_runner(config, train_dir: Path, val_dir: Path, run_dir: Path) -> R
     from aar.data import prepare_training_data
     from aar.train.tokenizer import RUN_CONFIG, SATTask
 
-    def run(total: int, val_every: int) -> tuple[dict, RecordingTask]:
+    def run(total: int, val_every: int, time_limit_s: float | None = None) -> tuple[dict, RecordingTask]:
         cfg = copy.deepcopy(config)
-        _engine_settings(cfg.train, total, val_every)
+        _engine_settings(cfg.train, total, val_every, time_limit_s)
         ctx = init_distributed(cfg.train.device, cfg.train.precision)
         try:
             data = prepare_training_data(
@@ -151,9 +191,9 @@ def aar_runner(config, cache_dir: Path, run_dir: Path) -> RunFn:
     from aar.transformer.token_cache import TokenCache, TokenCacheLoader, split_cache
     from aar.transformer.training import RUN_CONFIG, AARTask
 
-    def run(total: int, val_every: int) -> tuple[dict, RecordingTask]:
+    def run(total: int, val_every: int, time_limit_s: float | None = None) -> tuple[dict, RecordingTask]:
         cfg = copy.deepcopy(config)
-        _engine_settings(cfg.train, total, val_every)
+        _engine_settings(cfg.train, total, val_every, time_limit_s)
         cache = TokenCache(cache_dir)
         ctx = init_distributed(cfg.train.device, cfg.train.precision)
         try:
