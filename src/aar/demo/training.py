@@ -40,7 +40,7 @@ VALIDATIONS = 8  # validations (and checkpoints) after calibration
 OVERHEAD_FACTOR = 1.5  # the resumed run's fixed costs against those measured while calibrating
 BUDGET_USE = 0.85  # steps are planned for this share of the budget: machines slow down, validations cost
 REPLAN_AT = 0.3  # share of the budget after which the steps are planned again from the pace so far
-REPLANNED_USE = 0.97  # share of the budget the second plan fills (its pace already counts validations)
+REPLANNED_USE = 0.94  # share of the budget the second plan fills (its pace already counts validations)
 
 # run(total_steps, val_every, time_limit_s) -> (engine summary, the recording task); with a time
 # limit the run stops cleanly (validated, checkpointed) at the first step after it
