@@ -1,16 +1,17 @@
-"""How many generated clips per class the demo's FAD matrix needs: the measurement behind
-``DemoSettings.generated_per_class`` (docs/demo.md, "Environment").
+"""How many generated clips per class the demo's FAD matrix needs, and which guidance: the
+measurements behind ``DemoSettings.generated_per_class`` and ``DemoSettings.cfg`` (docs/demo.md,
+"Environment").
 
-For every finished demo run given, the run's trained AAR generates ``--per-class`` clips of
-every class with the demo's sampling settings (guidance 2 at every scale, no truncation). The
-FAD (mel backbone) of all of them against the run's held-out clips of every class is the
-reference verdict; then ``--draws`` random subsets of each size in ``--sizes`` are drawn from
-them (without replacement) and the share of draws in which each class comes out nearest its own
-held-out class is counted. A set size whose shares stay near 1 for a model that is on the
-diagonal with all its clips measures the model rather than the draw.
+For every finished demo run given and every guidance strength in ``--cfg``, the run's trained
+AAR generates ``--per-class`` clips of every class (guidance at every scale, no truncation, as
+the demo samples). The FAD (mel backbone) of all of them against the run's held-out clips of
+every class is that setting's verdict; then ``--draws`` random subsets of each size in
+``--sizes`` are drawn from them (without replacement) and the share of draws in which each
+class comes out nearest its own held-out class is counted. A set size whose shares stay near 1
+for a model that is on the diagonal with all its clips measures the model rather than the draw.
 
-    python benchmarks/demo_fad_sample_size.py --runs demo_run12 demo_run13 --out runs/fad-size \\
-        --json benchmarks/results/demo_fad_sample_size.json
+    python benchmarks/demo_fad_sample_size.py --runs demo_run12 demo_run13 --cfg 2 3 \\
+        --out runs/fad-size --json benchmarks/results/demo_fad_sample_size.json
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--runs", required=True, type=Path, nargs="+", help="finished demo runs (aar/model, audio/original)")
     p.add_argument("--out", required=True, type=Path, help="folder for the generated clips (OUT/<run name>/<class>/)")
     p.add_argument("--json", type=Path, default=None, help="where to write the results (default OUT/result.json)")
-    p.add_argument("--per-class", type=int, default=192, help="clips generated per class (default 192)")
+    p.add_argument("--per-class", type=int, default=128, help="clips generated per class (default 128)")
+    p.add_argument("--cfg", type=float, nargs="+", default=None, help="guidance strengths (default: the demo's)")
     p.add_argument("--sizes", type=int, nargs="+", default=[24, 48, 96, 128], help="subset sizes (default 24 48 96 128)")
     p.add_argument("--draws", type=int, default=50, help="random subsets per size (default 50)")
     p.add_argument("--seed", type=int, default=1, help="generation seed (default 1; the demo uses 0)")
@@ -57,14 +59,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     rng = np.random.default_rng(0)
     results = {"backbone": BACKBONE, "per_class": args.per_class, "draws": args.draws, "seed": args.seed,
-               "sampling": {"cfg": demo.cfg, "cfg_schedule": demo.cfg_schedule, "top_k": demo.top_k, "top_p": demo.top_p},
-               "runs": {}}
-    for run in args.runs:
+               "sampling": {"cfg_schedule": demo.cfg_schedule, "top_k": demo.top_k, "top_p": demo.top_p,
+                            "batch": demo.generation_batch},
+               "results": []}
+    for run, cfg in [(run, cfg) for run in args.runs for cfg in (args.cfg or [demo.cfg])]:
         model = AAR.from_pretrained(run / "aar" / "model")
         classes = list(model.config.class_names)
-        out = args.out / run.name
+        out = args.out / f"{run.name}-cfg{cfg:g}"
         began = time.perf_counter()
-        generate_per_class(model, classes, args.per_class, out, demo.cfg, demo.top_k, demo.top_p, args.seed,
+        generate_per_class(model, classes, args.per_class, out, cfg, demo.top_k, demo.top_p, args.seed,
                            batch_size=demo.generation_batch, cfg_schedule=demo.cfg_schedule)
         seconds = time.perf_counter() - began
         heldout = {c: EmbeddingStats.from_embeddings(embeddings(run / "audio" / "original", c), c) for c in classes}
@@ -83,14 +86,16 @@ def main(argv: list[str] | None = None) -> dict:
                 for i, (c, row) in enumerate(verdict(drawn).items()):
                     hits[c] += int(np.argmin(row) == i)
             shares[str(size)] = {c: hits[c] / args.draws for c in classes}
-            print(f"{run.name}: {size:4d} clips per class, share of draws on the diagonal "
+            print(f"{run.name}, guidance {cfg:g}: {size:4d} clips per class, share of draws on the diagonal "
                   + ", ".join(f"{c} {v:.2f}" for c, v in shares[str(size)].items()), flush=True)
-        results["runs"][run.name] = {
-            "classes": classes, "generation_seconds": round(seconds, 1),
+        print(f"{run.name}, guidance {cfg:g}, all {args.per_class} clips: "
+              + "; ".join(f"{c} " + " / ".join(f"{v:.1f}" for v in row) for c, row in full.items()), flush=True)
+        results["results"].append({
+            "run": run.name, "cfg": cfg, "classes": classes, "generation_seconds": round(seconds, 1),
             "fad_all_clips": {c: [round(v, 2) for v in row] for c, row in full.items()},
             "nearest_all_clips": {c: classes[int(np.argmin(row))] for c, row in full.items()},
             "share_on_diagonal": shares,
-        }
+        })
     path = args.json or args.out / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")

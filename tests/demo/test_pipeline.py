@@ -129,7 +129,7 @@ def test_train_within_calibrates_then_plans_and_resumes_to_the_same_plan(tmp_pat
     summary, plan = train_within(runs, tmp_path, budget_s=60.0, calibration_steps=10, min_steps=5, clock=runs.clock)
     assert runs.calls[0] == (10, 10, None)  # calibration, validated at its end
     assert plan.step_seconds == pytest.approx(0.5)
-    # the steps ran at the calibrated pace: planned again at 30 % of the budget, for 97 % of it
+    # the steps ran at the calibrated pace: planned again at REPLAN_AT of the budget, for REPLANNED_USE of it
     assert plan.first_total_steps == 10 + int((60 * BUDGET_USE - 5) / 0.5)
     assert runs.calls[1] == (plan.first_total_steps, (plan.first_total_steps - 10) // 8, pytest.approx(60 * REPLAN_AT - 5))
     assert plan.replanned_at == 10 + 27 and plan.replanned_step_seconds == pytest.approx(0.5)
@@ -352,3 +352,25 @@ def test_cli_reports_bad_arguments_in_one_line(tmp_path, capsys):
     assert "exists and is not a folder" in capsys.readouterr().err
     assert main(["demo", "--device", "tpu"]) == 1
     assert "--device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("minutes", 0, "minutes must be positive"),
+    ("tokenizer_steps", 0, "tokenizer_steps must be >= 1"),
+    ("token_views", 0, "token_views must be >= 1"),
+    ("generated_per_class", 1, "generated_per_class must be >= 2"),
+    ("generation_batch", 0, "generation_batch must be >= 1"),
+    ("cfg_schedule", "cubic", "cubic"),
+])
+def test_demo_settings_name_the_bad_value(tmp_path, field, value, message):
+    from aar.demo.settings import DemoSettings
+
+    with pytest.raises(ValueError, match=message):
+        DemoSettings(out=tmp_path, corpus=tmp_path, **{field: value})
+
+
+def test_demo_settings_record_the_generation_settings(tmp_path):
+    from aar.demo.settings import DemoSettings
+
+    described = DemoSettings(out=tmp_path, corpus=tmp_path, generated_per_class=5, generation_batch=3).describe()
+    assert described["generated_per_class"] == 5 and described["generation_batch"] == 3 and described["cfg"] == 3.0
