@@ -43,7 +43,12 @@ def main(argv: list[str] | None = None) -> dict:
         if not (run / "aar" / "model").is_dir() or not (run / "audio" / "original").is_dir():
             p.error(f"{run}: not a finished demo run (needs aar/model and audio/original)")
 
-    from aar.demo.evaluation import BACKBONE, embed_clips, generate_per_class
+    from aar.demo.evaluation import (
+        BACKBONE,
+        class_stats,
+        embed_clips,
+        generate_per_class,
+    )
     from aar.demo.settings import DemoSettings
     from aar.metrics import EmbeddingStats, load_backbone
     from aar.metrics.clips import collect_clips
@@ -61,41 +66,42 @@ def main(argv: list[str] | None = None) -> dict:
                "sampling": {"cfg_schedule": demo.cfg_schedule, "top_k": demo.top_k, "top_p": demo.top_p,
                             "batch": demo.generation_batch},
                "results": []}
-    for run, cfg in [(run, cfg) for run in args.runs for cfg in (args.cfg or [demo.cfg])]:
+    for run in args.runs:  # the model and the held-out statistics once per run, for every guidance
         model = AAR.from_pretrained(run / "aar" / "model")
         classes = list(model.config.class_names)
-        out = args.out / f"{run.name}-cfg{cfg:g}"
-        began = time.perf_counter()
-        generate_per_class(model, classes, args.per_class, out, cfg, demo.top_k, demo.top_p, args.seed,
-                           batch_size=demo.generation_batch, cfg_schedule=demo.cfg_schedule)
-        seconds = time.perf_counter() - began
-        heldout = {c: EmbeddingStats.from_embeddings(embeddings(run / "audio" / "original", c), c) for c in classes}
-        generated = {c: embeddings(out, c) for c in classes}
+        heldout = class_stats(run / "audio" / "original", classes, backbone)
 
-        def verdict(rows: dict[str, np.ndarray]) -> dict[str, list[float]]:
+        def verdict(rows: dict[str, np.ndarray], heldout=heldout, classes=classes) -> dict[str, list[float]]:
             return {c: [EmbeddingStats.from_embeddings(e, c).distance(heldout[k]) for k in classes]
                     for c, e in rows.items()}
 
-        full = verdict(generated)
-        rng = np.random.default_rng(0)  # the same draws for a run whatever else is measured
-        shares = {}
-        for size in args.sizes:
-            hits = dict.fromkeys(classes, 0)
-            for _ in range(args.draws):
-                drawn = {c: e[rng.choice(len(e), size, replace=False)] for c, e in generated.items()}
-                for i, (c, row) in enumerate(verdict(drawn).items()):
-                    hits[c] += int(np.argmin(row) == i)
-            shares[str(size)] = {c: hits[c] / args.draws for c in classes}
-            print(f"{run.name}, guidance {cfg:g}: {size:4d} clips per class, share of draws on the diagonal "
-                  + ", ".join(f"{c} {v:.2f}" for c, v in shares[str(size)].items()), flush=True)
-        print(f"{run.name}, guidance {cfg:g}, all {args.per_class} clips: "
-              + "; ".join(f"{c} " + " / ".join(f"{v:.1f}" for v in row) for c, row in full.items()), flush=True)
-        results["results"].append({
-            "run": run.name, "cfg": cfg, "classes": classes, "generation_seconds": round(seconds, 1),
-            "fad_all_clips": {c: [round(v, 2) for v in row] for c, row in full.items()},
-            "nearest_all_clips": {c: classes[int(np.argmin(row))] for c, row in full.items()},
-            "share_on_diagonal": shares,
-        })
+        for cfg in args.cfg or [demo.cfg]:
+            out = args.out / f"{run.name}-cfg{cfg:g}"
+            began = time.perf_counter()
+            generate_per_class(model, classes, args.per_class, out, cfg, demo.top_k, demo.top_p, args.seed,
+                               batch_size=demo.generation_batch, cfg_schedule=demo.cfg_schedule)
+            seconds = time.perf_counter() - began
+            generated = {c: embeddings(out, c) for c in classes}
+            full = verdict(generated)
+            rng = np.random.default_rng(0)  # the same draws for a run whatever else is measured
+            shares = {}
+            for size in args.sizes:
+                hits = dict.fromkeys(classes, 0)
+                for _ in range(args.draws):
+                    drawn = {c: e[rng.choice(len(e), size, replace=False)] for c, e in generated.items()}
+                    for i, (c, row) in enumerate(verdict(drawn).items()):
+                        hits[c] += int(np.argmin(row) == i)
+                shares[str(size)] = {c: hits[c] / args.draws for c in classes}
+                print(f"{run.name}, guidance {cfg:g}: {size:4d} clips per class, share of draws on the diagonal "
+                      + ", ".join(f"{c} {v:.2f}" for c, v in shares[str(size)].items()), flush=True)
+            print(f"{run.name}, guidance {cfg:g}, all {args.per_class} clips: "
+                  + "; ".join(f"{c} " + " / ".join(f"{v:.1f}" for v in row) for c, row in full.items()), flush=True)
+            results["results"].append({
+                "run": run.name, "cfg": cfg, "classes": classes, "generation_seconds": round(seconds, 1),
+                "fad_all_clips": {c: [round(v, 2) for v in row] for c, row in full.items()},
+                "nearest_all_clips": {c: classes[int(np.argmin(row))] for c, row in full.items()},
+                "share_on_diagonal": shares,
+            })
     path = args.json or args.out / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
