@@ -34,14 +34,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aar import SAT  # noqa: E402
-from aar.tokenizer import PAPER_SCALES  # noqa: E402
-from aar.tokenizer.model import _load_state  # noqa: E402
-from aar.tokenizer.official import infer_sat_config, official_sat_state  # noqa: E402
-from aar.transformer import AAR, NextTokenAR  # noqa: E402
-from aar.transformer.official import infer_aar_config, official_aar_state  # noqa: E402
-from bench_common import environment  # noqa: E402
+from aar import SAT
+from aar.bench.bench_common import environment
+from aar.tokenizer import PAPER_SCALES
+from aar.tokenizer.model import _load_state
+from aar.tokenizer.official import infer_sat_config, official_sat_state
+from aar.transformer import AAR, NextTokenAR
+from aar.transformer.official import infer_aar_config, official_aar_state
 
 SAMPLING = dict(cfg=4.0, top_k=200, top_p=0.95)
 

@@ -1,7 +1,6 @@
 """``aar bench --quick``: one process, every field of the report, JSON and markdown written."""
 
 import json
-import time
 
 import pytest
 import torch
@@ -12,17 +11,12 @@ from aar.cli.main import main
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    threads, began = torch.get_num_threads(), time.perf_counter()
+    threads = torch.get_num_threads()
     # one thread: on a CI runner shared with other jobs, two threads on many tiny ops can stall
     code = main(["bench", "--quick", "--device", "cpu", "--threads", "1", "-o", str(out)])
-    seconds = time.perf_counter() - began
     torch.set_num_threads(threads)
     assert code == 0
-    return json.loads((out / "bench-cpu-quick.json").read_text()), (out / "bench-cpu-quick.md").read_text(), seconds
-
-
-def test_quick_runs_in_under_a_minute(quick_report):
-    assert quick_report[2] < 60
+    return json.loads((out / "bench-cpu-quick.json").read_text()), (out / "bench-cpu-quick.md").read_text()
 
 
 def test_environment_fields(quick_report):
@@ -71,3 +65,14 @@ def test_markdown_tables(quick_report):
 def test_bad_options_are_user_errors(capsys):
     assert main(["bench", "--quick", "--repeats", "0"]) == 1
     assert "--repeats must be >= 1" in capsys.readouterr().err
+
+
+def test_suite_is_the_installed_package_not_a_checkout_folder():
+    """``aar bench`` imports its suite from ``aar.bench`` (shipped in the wheel), not from a
+    ``benchmarks/`` folder put on ``sys.path``."""
+    import sys
+
+    from aar.bench import bench_suite
+
+    assert bench_suite.__name__ == "aar.bench.bench_suite"
+    assert not any(name in sys.modules for name in ("bench_suite", "bench_generate", "tokenizer_speed"))

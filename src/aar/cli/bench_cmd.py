@@ -1,30 +1,18 @@
 """``aar bench``: next-scale vs next-token generation, tokenizer real-time factor and training
 throughput measured in one process on this machine, written as JSON and a markdown table.
 
-The measurements live in the source checkout's ``benchmarks/`` folder (``bench_suite.py`` and
-the scripts it runs); this command runs them.
+The measurements are the ``aar.bench`` package (``aar.bench.bench_suite`` and the modules it
+runs), installed with aar; this command runs them.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
-from pathlib import Path
 
 from aar.cli.main import CLIError
 
-BENCHMARKS_DIR = Path(__file__).resolve().parents[3] / "benchmarks"
 _OPTIONS = ("device", "dtypes", "presets", "batches", "repeats", "threads", "sections", "train_presets",
             "train_batch", "train_steps")
-
-
-def _suite():
-    if not (BENCHMARKS_DIR / "bench_suite.py").is_file():
-        raise CLIError(f"aar bench runs the benchmarks of a source checkout; none found at {BENCHMARKS_DIR}")
-    if str(BENCHMARKS_DIR) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS_DIR))
-    return importlib.import_module("bench_suite")
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -52,7 +40,8 @@ def run_bench(args: argparse.Namespace) -> int:
     device = pick_device(args.device or "cpu")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    suite = _suite()
+    from aar.bench import bench_suite as suite
+
     given = {name: getattr(args, name) for name in _OPTIONS if name != "threads" and getattr(args, name) is not None}
     given["device"] = str(device)
     cfg = suite.SuiteConfig.quick(**given) if args.quick else suite.SuiteConfig(**given)
@@ -75,7 +64,7 @@ def register(sub) -> None:
             "Measure, in one process: generation latency per clip, clips/s, AR steps, tokens/s and peak memory of the "
             "next-scale AAR and the next-token baseline at equal size (random weights, guidance on, median of "
             "--repeats after a warm-up); the tokenizer's encode/decode real-time factor; training throughput from a "
-            "token cache. Writes OUT/NAME.json and OUT/NAME.md. Runs from a source checkout (benchmarks/)."
+            "token cache. Writes OUT/NAME.json and OUT/NAME.md."
         ),
     )
     p.add_argument("--quick", action="store_true", help="CI-sized models over the tiny tokenizer, one repeat (< 1 minute)")

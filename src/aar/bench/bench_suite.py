@@ -2,7 +2,7 @@
 tokenizer's real-time factor and training throughput, in one process, written as JSON plus a
 markdown table.
 
-    python benchmarks/bench_suite.py [--quick] [--device cpu|cuda] [--dtypes float32 bfloat16] [-o DIR]
+    python -m aar.bench.bench_suite [--quick] [--device cpu|cuda] [--dtypes float32 bfloat16] [-o DIR]
 
 (``aar bench`` takes the same options.) ``--quick`` runs CI-sized models over the tiny
 tokenizer with one repeat each: every field of the full report, in well under a minute.
@@ -19,11 +19,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_generate  # noqa: E402
-import bench_train  # noqa: E402
-import tokenizer_speed  # noqa: E402
-from bench_common import environment  # noqa: E402
+from aar.bench import bench_generate, bench_train
+from aar.bench import bench_tokenizer as tokenizer_speed
+from aar.bench.bench_common import environment
 
 
 @dataclass

@@ -23,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-from bench_common import sync
+from aar.bench.bench_common import sync
 
 _BYTES = {torch.float32: 4, torch.bfloat16: 2}
 

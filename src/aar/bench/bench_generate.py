@@ -1,7 +1,7 @@
 """Generation speed and memory of next-scale (AAR) against next-token prediction at equal size.
 
-    python benchmarks/bench_generate.py [--presets d4 d8 d16] [--batches 1 8] [--dtypes float32]
-                                        [--device cpu] [--repeats 3] [-o out.json]
+    python -m aar.bench.bench_generate [--presets d4 d8 d16] [--batches 1 8] [--dtypes float32]
+                                       [--device cpu] [--repeats 3] [-o out.json]
 
 Both models share one tokenizer (the paper's SAT d128/lat128 configuration: 16 scales, 455
 tokens per 1 s clip) and have the same blocks, width, depth and parameters; weights are random
@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aar import SAT, SATConfig  # noqa: E402
-from aar.transformer import AAR_PRESETS, ARCHITECTURES, AARConfig  # noqa: E402
-from bench_common import environment, median, peak_memory, time_calls  # noqa: E402
-from bench_machine import measure, roofline  # noqa: E402
+from aar import SAT, SATConfig
+from aar.bench.bench_common import environment, median, peak_memory, time_calls
+from aar.bench.bench_machine import measure, roofline
+from aar.transformer import AAR_PRESETS, ARCHITECTURES, AARConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 SAMPLING = dict(cfg=4.0, top_k=200, top_p=0.95)

@@ -1,6 +1,6 @@
 """Training throughput (sequences per second) of the transformers from a token cache.
 
-    python benchmarks/bench_train.py [--presets d4 d8] [--archs next-scale next-token] [--batch-size 8]
+    python -m aar.bench.bench_train [--presets d4 d8] [--archs next-scale next-token] [--batch-size 8]
                                      [--steps 3] [--device cpu] [-o out.json]
 
 A token cache of random codes and random 512-d CLAP-space conditions is written once (the
@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aar.train.distributed import init_distributed  # noqa: E402
-from aar.train.engine import Schedule, TrainConfig, _to_device  # noqa: E402
-from aar.transformer import AAR_PRESETS, ARCHITECTURES  # noqa: E402
-from aar.transformer.token_cache import TokenCache, TokenCacheLoader, TokenCacheWriter  # noqa: E402
-from aar.transformer.training import AARTask, AARTrainConfig, CacheDataConfig, SampleConfig  # noqa: E402
-from bench_common import environment, median, time_calls  # noqa: E402
-from bench_generate import model_config, random_sat, size_name  # noqa: E402
+from aar.bench.bench_common import environment, median, time_calls
+from aar.bench.bench_generate import model_config, random_sat, size_name
+from aar.train.distributed import init_distributed
+from aar.train.engine import Schedule, TrainConfig, _to_device
+from aar.transformer import AAR_PRESETS, ARCHITECTURES
+from aar.transformer.token_cache import TokenCache, TokenCacheLoader, TokenCacheWriter
+from aar.transformer.training import AARTask, AARTrainConfig, CacheDataConfig, SampleConfig
 
 COND_DIM = 512
 
