@@ -7,7 +7,17 @@ The public surface:
 - :class:`aar.AAR` -- the next-scale transformer (``from_pretrained`` / ``generate``).
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError as _NotInstalled
+from importlib.metadata import version as _dist_version
+
+#: The distribution's name on the package index: the import name ``aar`` is also taken there by
+#: an unrelated project, so install with ``pip install aar-audio``.
+DISTRIBUTION = "aar-audio"
+
+try:  # one source for the version: pyproject.toml, read back from the installed metadata
+    __version__ = _dist_version(DISTRIBUTION)
+except _NotInstalled:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 SAMPLE_RATE = 24_000
 

@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-from aar import __version__
+from aar import DISTRIBUTION, __version__
 
 # Modules under aar.cli that define commands, in the order --help lists them.
 COMMAND_MODULES = [
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aar",
         description="Fast autoregressive audio generation by next-scale prediction (SAT tokenizer + AAR).",
     )
-    parser.add_argument("--version", action="version", version=f"aar {__version__}")
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__} (import name aar)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"aar.cli.{name}").register(sub)
