@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
+import warnings
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -98,14 +101,83 @@ def load_folder(directory: str | os.PathLike, kind: str) -> tuple[dict, dict[str
     return config, state
 
 
-def load_torch_file(path: str | os.PathLike) -> Any:
-    """``torch.load`` with ``weights_only=True`` and errors that name the file."""
+def check_finite_weights(state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Refuse weights holding NaN or infinite values (a diverged run's, or a damaged file): such a
+    model would only ever produce NaN. Names the file, the count of tensors and the first one."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]}); "
+            "the model is unusable (a diverged training run or a damaged file)"
+        )
+
+
+def numpy_safe_globals() -> list:
+    """The numpy types a weight file may hold besides tensors (plain arrays, scalars and dtypes, e.g.
+    the data-sampler state pickled into the published PANNs checkpoints), for
+    ``torch.serialization.safe_globals``. Each is a constructor of plain data: an array of Python
+    objects would still need its objects' classes, which stay refused. Both module spellings are
+    listed, so files pickled before and after numpy 2 load."""
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
+    named = []
+    for fn in (multiarray._reconstruct, multiarray.scalar):
+        named += [(fn, f"numpy.core.multiarray.{fn.__name__}"), (fn, f"numpy._core.multiarray.{fn.__name__}")]
+    dtypes = {type(np.dtype(code)) for code in np.typecodes["All"] if code not in "Mm"}
+    return [np.ndarray, np.dtype, *named, *sorted(dtypes, key=lambda t: t.__name__)]
+
+
+def load_torch_file(path: str | os.PathLike, numpy: bool = False) -> Any:
+    """``torch.load`` with ``weights_only=True`` and errors that name the file.
+
+    Never runs the full unpickler: a file that pickles anything but tensors and plain containers
+    is refused with the names of the types it asks for (which is how a hostile file runs code).
+    ``numpy=True`` also admits numpy arrays, scalars and dtypes (:func:`numpy_safe_globals`)."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise CheckpointError(f"{path}: broken or looping symbolic link")
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory but has no {CONFIG_NAME}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a PyTorch checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(numpy_safe_globals() if numpy else []), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error below says it
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            raise CheckpointError(
+                f"{path}: refused: it pickles {', '.join(unsafe[:3])}{' ...' if len(unsafe) > 3 else ''}, not only "
+                "tensors and plain data (loading it could run code)"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(path, None)})") from None
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(path, exc)})") from None
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals a checkpoint's pickle names that ``weights_only`` does not admit (read from the
+    opcodes, nothing is run); empty when the file cannot be scanned."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:
+        return []
+
+
+def _reason(path: Path, exc: Exception | None) -> str:
+    """A short, one-line reason for a failed ``torch.load``."""
+    if not zipfile.is_zipfile(path):
+        return "truncated, or not a file written by torch.save"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
+    return f"corrupt archive: {text[:100]}" if text else "corrupt archive"

@@ -59,6 +59,20 @@ def _conditioner(kind: str, model, args):
     return None
 
 
+def _check_model_path(path: Path, tokenizer: str | None) -> None:
+    """What is wrong with ``--model`` when it is not one of our model folders, in the CLI's words."""
+    from aar.checkpoint import CONFIG_NAME, is_folder_checkpoint, load_torch_file
+
+    if is_folder_checkpoint(path) or not path.exists():
+        return  # loading names what a folder holds, or that the path is missing
+    if path.is_dir():
+        raise CLIError(f"--model {path}: a folder without {CONFIG_NAME}, not a model folder")
+    load_torch_file(path)  # a corrupt, empty or hostile file is named as such
+    if not tokenizer:
+        raise CLIError(f"--model {path}: an authors' AAR checkpoint holds no tokenizer; pass the SAT it was "
+                       "trained with as --tokenizer")
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from aar.audio import save_audio
     from aar.cli.tokenizer_cmds import pick_device
@@ -75,6 +89,7 @@ def run_generate(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise CLIError(f"--prompt-audio {path}: no such file")
     device = pick_device(args.device)
+    _check_model_path(Path(args.model), args.tokenizer)
     model = load_transformer(args.model, tokenizer=args.tokenizer, device=device).to(DTYPES[args.dtype])
     kind, prompts = _prompts(args)
     conditioner = _conditioner(kind, model, args)
@@ -88,6 +103,10 @@ def run_generate(args: argparse.Namespace) -> int:
     result = model.generate(cond, cfg=args.cfg, top_k=args.top_k, top_p=args.top_p, seed=seed, num_samples=args.num,
                             cfg_schedule=args.cfg_schedule)
     seconds = time.perf_counter() - began
+    bad = [row for row, wav in enumerate(result.audio) if not bool(torch.isfinite(wav).all())]
+    if bad:
+        raise CLIError(f"--model {args.model}: generated {len(bad)} clip(s) with NaN or infinite samples "
+                       f"(--dtype {args.dtype}); nothing written")
 
     out.mkdir(parents=True, exist_ok=True)
     names = [_slug(Path(p).stem if kind == "audio" else p) for p in prompts] or ["unconditional"]

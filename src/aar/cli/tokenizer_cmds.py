@@ -259,24 +259,28 @@ def load_codes(path: str | Path, sat: SAT) -> tuple[list[torch.Tensor], int]:
             data = {k: npz[k] for k in npz.files}
     except Exception as exc:
         raise CLIError(f"{path}: not a codes file written by 'aar encode' ({type(exc).__name__})") from None
-    if str(data.get("format", "")) != CODES_FORMAT:
+    if _scalar(data.get("format"), str) != CODES_FORMAT:
         raise CLIError(f"{path}: not a codes file written by 'aar encode' (format {CODES_FORMAT} expected)")
     missing = [k for k in ("scales", "sample_rate", "num_windows", "length") if k not in data]
     if missing:
         raise CLIError(f"{path}: incomplete codes file (missing {', '.join(missing)})")
-    scales = data["scales"].tolist()
+    scales = data["scales"].tolist() if data["scales"].dtype.kind in "iu" and data["scales"].ndim == 1 else None
     if scales != sat.scales:
-        raise CLIError(f"{path}: encoded with scales {scales}, the tokenizer has {sat.scales}")
-    if int(data["sample_rate"]) != sat.sample_rate:
-        raise CLIError(f"{path}: encoded at {int(data['sample_rate'])} Hz, the tokenizer runs at {sat.sample_rate} Hz")
-    n, length = int(data["num_windows"]), int(data["length"])
-    if not (n - 1) * sat.window_samples < length <= n * sat.window_samples:
+        raise CLIError(f"{path}: encoded with scales {data['scales'].tolist()}, the tokenizer has {sat.scales}")
+    sr, n, length = (_scalar(data[k], int) for k in ("sample_rate", "num_windows", "length"))
+    if None in (sr, n, length):
+        raise CLIError(f"{path}: sample_rate, num_windows and length must be single integers")
+    if sr != sat.sample_rate:
+        raise CLIError(f"{path}: encoded at {sr} Hz, the tokenizer runs at {sat.sample_rate} Hz")
+    if n < 1 or not (n - 1) * sat.window_samples < length <= n * sat.window_samples:
         raise CLIError(f"{path}: length {length} does not fit {n} window(s) of {sat.window_samples} samples")
     codes = []
     for k, size in enumerate(scales):
         c = data.get(f"codes_{k}")
         if c is None:
             break
+        if c.dtype.kind not in "iu":
+            raise CLIError(f"{path}: codes_{k} holds {c.dtype} values, not integer code indices")
         if c.shape != (n, size):
             raise CLIError(f"{path}: codes_{k} has shape {c.shape}, expected {(n, size)}")
         if c.size and (c.min() < 0 or c.max() >= sat.config.codebook_size):
@@ -285,6 +289,15 @@ def load_codes(path: str | Path, sat: SAT) -> tuple[list[torch.Tensor], int]:
     if not codes:
         raise CLIError(f"{path}: holds no code arrays")
     return codes, length
+
+
+def _scalar(value, kind: type):
+    """A 0-d array of a codes file as ``kind`` (``int`` or ``str``), or None if it is not one."""
+    if not isinstance(value, np.ndarray) or value.ndim != 0:
+        return None
+    if kind is int:
+        return int(value) if value.dtype.kind in "iu" else None
+    return str(value) if value.dtype.kind == "U" else None
 
 
 def run_decode(args: argparse.Namespace) -> int:

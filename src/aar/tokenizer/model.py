@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aar.checkpoint import CheckpointError, is_folder_checkpoint, load_folder, save_folder
+from aar.checkpoint import CheckpointError, check_finite_weights, is_folder_checkpoint, load_folder, save_folder
 from aar.tokenizer.config import SATConfig
 from aar.tokenizer.quantizer import MultiScaleResidualQuantizer
 from aar.tokenizer.seanet import SEANetDecoder, SEANetEncoder
@@ -254,4 +254,5 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path) -> None:
             f"{path}: shape mismatch for {k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
             + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
         )
+    check_finite_weights(state, path)
     model.load_state_dict(state)

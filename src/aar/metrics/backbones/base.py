@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aar.checkpoint import CheckpointError
+from aar.checkpoint import CheckpointError, load_torch_file
 
 
 @dataclass
@@ -70,25 +69,17 @@ def full_precision():
 
 
 def read_torch_file(path: str | Path, what: str) -> object:
-    """``torch.load`` a user-supplied weight file to CPU.
+    """``torch.load`` a user-supplied weight file to CPU, never with the full unpickler.
 
-    Tries ``weights_only=True`` first. Files that also pickle training state with numpy objects
-    (the published PANNs checkpoints keep their data sampler's state) need the full unpickler;
-    such a file is loaded that way because the user named it explicitly (load only files you trust).
+    Tensors, plain containers and numpy arrays, scalars and dtypes load (the published PANNs
+    checkpoints also pickle their data sampler's numpy state: an explicit allow-list,
+    :func:`aar.checkpoint.numpy_safe_globals`); a file that asks for any other type is refused
+    with its names, since that is how a hostile file runs code.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such {what} weight file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({exc})") from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({exc})") from None
+    return load_torch_file(path, numpy=True)
 
 
 def load_strict(module: nn.Module, state_dict: dict, path: str | Path, layout: str) -> None:
