@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from aar.audio import AudioError
     from aar.checkpoint import CheckpointError
+    from aar.train.engine import TrainingError
 
-    return (CLIError, AudioError, CheckpointError, FileNotFoundError, IsADirectoryError, PermissionError)
+    return (CLIError, AudioError, CheckpointError, TrainingError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:

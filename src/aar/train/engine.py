@@ -12,14 +12,21 @@ the uninterrupted run would have.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
+import math
+import os
 import random
+import signal
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from contextlib import contextmanager
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -32,6 +39,13 @@ from aar.train.optim import steps_from_epochs
 
 log = logging.getLogger("aar.train")
 
+LOCK_NAME = ".lock"
+
+
+class TrainingError(RuntimeError):
+    """A run stopped on a fault it cannot train through (non-finite steps in a row, a checkpoint
+    that cannot be written, a run folder in use). One line naming the folder or file and the cause."""
+
 
 @dataclass
 class TrainConfig:
@@ -42,7 +56,9 @@ class TrainConfig:
     the same schedule. ``keep_best``: a validation metric, lower is better (e.g. ``loss``); when
     set, ``run_dir/model`` holds the weights of the validation where it was lowest (exported
     each time it improves) and the last weights go to ``run_dir/model_last``, an early stop
-    for runs that may overfit."""
+    for runs that may overfit. ``max_nonfinite_steps``: a step whose loss or gradients are NaN or
+    infinite is skipped (no update) and counted; this many in a row stop the run with an error,
+    leaving the last checkpoint as it was."""
 
     max_steps: int | None = None
     epochs: float | None = None
@@ -56,6 +72,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     time_limit_minutes: float | None = None
     keep_best: str | None = None
+    max_nonfinite_steps: int = 5
 
     def __post_init__(self):
         if (self.max_steps is None) == (self.epochs is None):
@@ -64,6 +81,8 @@ class TrainConfig:
             raise ValueError(f"train.max_steps must be >= 1, got {self.max_steps}")
         if self.grad_accum < 1:
             raise ValueError(f"train.grad_accum must be >= 1, got {self.grad_accum}")
+        if self.max_nonfinite_steps < 1:
+            raise ValueError(f"train.max_nonfinite_steps must be >= 1, got {self.max_nonfinite_steps}")
         for name in ("log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
@@ -123,6 +142,92 @@ class TrainTask(ABC):
     @abstractmethod
     def export(self, directory: Path) -> Path:
         """Write the final model for users (main process only)."""
+
+
+_held_locks: dict[Path, int] = {}
+
+
+@contextmanager
+def run_lock(run_dir: str | Path, enabled: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir`` (``run_dir/.lock``, ``flock``) for the block.
+
+    A second run on the same folder is refused at once with a :class:`TrainingError` naming the
+    process that holds it. The kernel drops the lock when its process dies, ``kill -9``
+    included, so a crashed run never leaves a stale lock. Re-entrant within a process; a
+    no-op when not ``enabled`` (the non-main processes of a distributed run)."""
+    run_dir = Path(run_dir)
+    if not enabled:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = run_dir.resolve()
+    if key in _held_locks:
+        _held_locks[key] += 1
+        try:
+            yield
+        finally:
+            _held_locks[key] -= 1
+        return
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise TrainingError(
+                f"{run_dir}: in use by another training run (process {holder}); wait for it to end or choose another --out"
+            ) from None
+        raise TrainingError(f"{run_dir}: cannot lock the run folder ({exc.strerror})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held_locks[key] = 1
+    try:
+        yield
+    finally:
+        del _held_locks[key]
+        os.close(fd)  # closing releases the lock; the file stays (removing it would race a waiting run)
+
+
+class StopSignals:
+    """SIGTERM (a scheduler's notice before it kills) and SIGINT (Ctrl-C) turn into a request to
+    stop after the current step, which the loop honours by checkpointing and ending cleanly. A
+    second SIGINT while stopping interrupts at once. Installs nothing outside the main thread."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+        log.warning("%s received: stopping after this step (checkpoint, then exit)", self.received)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
+def _non_finite_tensors(obj: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in a nested state (dicts, lists) holding NaN or Inf."""
+    if isinstance(obj, torch.Tensor):
+        return [prefix] if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else []
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return []
+    return [name for k, v in items for name in _non_finite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
 
 
 def seed_everything(seed: int):
@@ -189,6 +294,7 @@ class Trainer:
         self.schedule = Schedule(total, steps_per_epoch, global_batch)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_checkpoints)
         self.val_history: list[dict] = []
+        self.skipped: list[int] = []  # steps skipped for a non-finite loss or gradients (this session)
 
     # ------------------------------------------------------------------ pieces
     def _restore(self, state: dict) -> int:
@@ -211,6 +317,7 @@ class Trainer:
     def _save(self, step: int):
         mine = {"rng": capture_rng(), "data": self.loader.state_dict()}
         ranks = self.ctx.all_gather_object(mine)
+        failure = None
         if self.ctx.is_main:
             state = {
                 "step": step,
@@ -220,9 +327,30 @@ class Trainer:
                 "val_history": self.val_history,
                 "config": self.run_config,
             }
-            path = self.checkpoints.save(state, step)
-            log.info("checkpoint: %s", path)
+            failure = self._write_checkpoint(state, step)
+        failure = self.ctx.broadcast_object(failure)
+        if failure:
+            raise TrainingError(failure)
         self.ctx.barrier()
+
+    def _write_checkpoint(self, state: dict, step: int) -> str | None:
+        """Write ``state`` as the checkpoint of ``step``; the reason it was not written, or None.
+
+        Weights or optimiser state holding NaN/Inf are never written (they would poison every
+        resume), and a failed write (a full disk) leaves the previous checkpoints as they were."""
+        target = self.checkpoints.path(step)
+        previous = self.checkpoints.latest()
+        kept = f"{previous} is intact" if previous is not None else "no earlier checkpoint"
+        poisoned = _non_finite_tensors(state["task"])
+        if poisoned:
+            return (f"{target}: not written, {len(poisoned)} tensor(s) of the model or optimiser hold NaN or "
+                    f"infinite values (first: {poisoned[0]}); {kept}")
+        try:
+            path = self.checkpoints.save(state, step)
+        except OSError as exc:
+            return f"{target}: cannot write the checkpoint ({exc.strerror or exc}); {kept}; --resume continues from it"
+        log.info("checkpoint: %s", path)
+        return None
 
     def _validate(self, step: int, monitor: Monitor):
         if self.ctx.is_main:
@@ -260,7 +388,19 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def run(self, resume: bool = False) -> dict:
         """Train to ``total_steps`` (continuing from the newest checkpoint with ``resume``); returns
-        the summary also written to ``run_dir/summary.json``."""
+        the summary also written to ``run_dir/summary.json``.
+
+        Holds the run folder's lock (:func:`run_lock`) throughout; SIGTERM or SIGINT end the run
+        after the current step with a checkpoint (``stopped_early`` names the signal)."""
+        with run_lock(self.run_dir, self.ctx.is_main), StopSignals() as signals:
+            try:
+                return self._run(resume, signals)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise TrainingError(f"{exc.filename or self.run_dir}: {exc.strerror} (the disk is full)") from None
+
+    def _run(self, resume: bool, signals: StopSignals) -> dict:
         cfg, ctx = self.cfg, self.ctx
         deadline = time.perf_counter() + 60.0 * cfg.time_limit_minutes if cfg.time_limit_minutes else None
         latest = self.checkpoints.latest()
@@ -289,13 +429,28 @@ class Trainer:
         samples, began = 0, time.perf_counter()
         loss, losses = float("nan"), []
         stopped = None
+        self.skipped, in_a_row = [], 0
         for step in range(start, total):
             micro = [_to_device(next(batches), ctx.device) for _ in range(cfg.grad_accum)]
             stats = self.task.train_step(micro, step)
             done = step + 1
             samples += sum(_batch_size(b) for b in micro) * ctx.world_size
             loss = stats.get("loss", loss)
-            losses.append(loss)
+            if stats.get("skipped"):
+                self.skipped.append(done)
+                in_a_row += 1
+                log.warning("step %d: loss %s or gradients not finite; step skipped (%d in a row)", done, loss, in_a_row)
+                if in_a_row >= cfg.max_nonfinite_steps:
+                    monitor.close()
+                    latest = self.checkpoints.latest()
+                    raise TrainingError(
+                        f"{self.run_dir}: {in_a_row} steps in a row (to step {done}) had a non-finite loss or gradients; "
+                        f"stopped without saving ({latest or 'no checkpoint'} holds the last good weights): "
+                        "lower optim.lr or check the data"
+                    )
+            else:
+                in_a_row = 0
+                losses.append(loss)
             to_log = {f"train/{k}": v for k, v in stats.items()} if cfg.log_every and done % cfg.log_every == 0 else None
             monitor.step(done, samples, loss, to_log)
             validated = bool(cfg.val_every) and (done % cfg.val_every == 0 or done == total)
@@ -304,6 +459,11 @@ class Trainer:
             saved = (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == total
             if saved:
                 self._save(done)
+            if done < total and (ctx.any(signals.received is not None) if ctx.distributed else signals.received):
+                stopped = f"{signals.received or 'a stop signal'} received; stopped at step {done} of {total}"
+                if not saved:
+                    self._save(done)
+                break
             if deadline is not None and done < total and ctx.any(time.perf_counter() > deadline):
                 stopped = f"time limit of {cfg.time_limit_minutes:g} min reached at step {done} of {total}"
                 if cfg.val_every and not validated:
@@ -322,7 +482,8 @@ class Trainer:
         summary: dict[str, Any] = {
             "steps": self.schedule.total_steps,
             "start_step": start,
-            "end_step": start + len(losses),
+            "end_step": start + len(losses) + len(self.skipped),
+            "skipped_nonfinite_steps": self.skipped,
             "stopped_early": stopped,
             "world_size": self.ctx.world_size,
             "samples": samples,
@@ -344,7 +505,7 @@ class Trainer:
                 summary["best_validation"] = best
                 summary["export_last"] = str(self.task.export(self.run_dir / "model_last"))
             atomic_write_text(json.dumps(summary, indent=2) + "\n", self.run_dir / "summary.json")
-            lines = [f"trained {len(losses)} steps (to step {start + len(losses)}) in {elapsed:.1f} s"]
+            lines = [f"trained {len(losses)} steps (to step {summary['end_step']}) in {elapsed:.1f} s"]
             if summary["samples_per_s"]:
                 lines[0] += f" ({summary['samples_per_s']:.2f} samples/s)"
             if losses:
@@ -357,6 +518,9 @@ class Trainer:
                     "validation "
                     + ", ".join(f"{k}: {first[k]:.4f} (step {first['step']}) -> {last[k]:.4f} (step {last['step']})" for k in keys)
                 )
+            if self.skipped:
+                lines.append(f"{len(self.skipped)} step(s) skipped for a non-finite loss or gradients: "
+                             f"{', '.join(map(str, self.skipped[:20]))}{' ...' if len(self.skipped) > 20 else ''}")
             lines.append(f"{len(failures)} undecodable file(s) skipped" + ("" if not failures else ":"))
             lines += [f"  {reason}" for reason in failures[:20]]
             if "best_validation" in summary:

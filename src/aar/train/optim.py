@@ -88,15 +88,30 @@ class Optimization:
     def zero_grad(self):
         self.optimizer.zero_grad(set_to_none=True)
 
-    def step(self, step: int) -> dict[str, float]:
-        """Update with the learning rate of ``step``; returns ``{"lr", "grad_norm"}``."""
+    def step(self, step: int, skip: bool = False) -> dict[str, float]:
+        """Update with the learning rate of ``step``; returns ``{"lr", "grad_norm"}``.
+
+        When ``skip`` is set (the caller saw a non-finite loss) or the gradients' global norm is NaN
+        or infinite, the gradients are dropped and nothing changes: neither the weights nor the
+        optimiser's moments. The stats then hold ``"skipped": 1.0``. The norm is the same on every
+        process under DDP (gradients are already reduced), so all skip together."""
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         stats = {"lr": lr}
-        if self.cfg.clip_grad is not None and self.cfg.clip_grad > 0:
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_grad))
-        self.optimizer.step()
+        clip = self.cfg.clip_grad is not None and self.cfg.clip_grad > 0
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if clip:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_grad)
+        else:
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        norm = float(norm)
+        if clip:
+            stats["grad_norm"] = norm
+        if skip or not math.isfinite(norm):
+            stats["skipped"] = 1.0
+        else:
+            self.optimizer.step()
         self.zero_grad()
         return stats
 

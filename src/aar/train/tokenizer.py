@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,15 +230,19 @@ class SATTask(TrainTask):
                 d_total += float(d_loss.detach()) / n
         stats = {"loss": g_total}
         stats.update(parts_sum)
-        g = self.opt_g.step(step)
+        g = self.opt_g.step(step, skip=self.ctx.any(not math.isfinite(g_total)))
         stats["lr"] = g["lr"]
         if "grad_norm" in g:
             stats["grad_norm_g"] = g["grad_norm"]
-        if update_disc:
-            d = self.opt_d.step(step)
+        if update_disc:  # a skipped generator step skips the discriminator's too: its input was poisoned
+            d = self.opt_d.step(step, skip="skipped" in g or self.ctx.any(not math.isfinite(d_total)))
             stats["disc_loss"] = d_total
             if "grad_norm" in d:
                 stats["grad_norm_d"] = d["grad_norm"]
+            if "skipped" in d:
+                stats["skipped"] = 1.0
+        if "skipped" in g:
+            stats["skipped"] = 1.0
         return stats
 
     @torch.inference_mode()

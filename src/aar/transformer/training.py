@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +187,7 @@ class AARTask(TrainTask):
             loss_sum += float(loss.detach()) / n
             acc_sum += float((logits.detach().argmax(-1) == batch["codes"]).float().mean()) / n
         stats = {"loss": loss_sum, "accuracy": acc_sum}
-        stats.update(self.optim.step(step))
+        stats.update(self.optim.step(step, skip=self.ctx.any(not math.isfinite(loss_sum))))
         return stats
 
     @torch.inference_mode()
