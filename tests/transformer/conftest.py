@@ -40,5 +40,5 @@ def label_cache(tmp_path_factory, sat_dir, labelled_audio):
     from aar.transformer.token_cache import build_token_cache
 
     out = tmp_path_factory.mktemp("cache") / "cache"
-    build_token_cache(SAT.from_pretrained(sat_dir), open_source(labelled_audio), out, condition="label", shard_size=3)
+    build_token_cache(SAT.from_pretrained(sat_dir), open_source(labelled_audio), out, condition="label", shard_clips=3)
     return out

@@ -52,7 +52,7 @@ def test_unconditional_cache_and_errors(tmp_path, sat_dir):
     assert meta["num_windows"] == 2 and meta["num_clips"] == 1
     cache = TokenCache(tmp_path / "c")
     assert cache[1]["cond"] is None and cache.names == ["x.wav#0", "x.wav#1"]
-    with pytest.raises(CheckpointError, match="already holds a token cache"):
+    with pytest.raises(CheckpointError, match="already holds a complete token cache"):
         build_token_cache(sat, open_source(tmp_path / "data"), tmp_path / "c")
     with pytest.raises(ValueError, match="class sub-folders"):
         build_token_cache(sat, open_source(tmp_path / "data"), tmp_path / "d", condition="label")

@@ -4,56 +4,79 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from aar.cli.main import CLIError
 
 
 # ---------------------------------------------------------------- tokenize-dataset
 def run_tokenize_dataset(args: argparse.Namespace) -> int:
+    from aar.checkpoint import CheckpointError
     from aar.cli.tokenizer_cmds import pick_device
     from aar.data import DataError, open_source
     from aar.tokenizer import SAT
-    from aar.transformer.token_cache import build_token_cache
+    from aar.train.tokenize import build_token_cache, join_processes, merge_token_cache
 
     condition = args.condition or ("clap" if args.clap else "none")
     if condition == "clap" and not args.clap:
         raise CLIError("--condition clap needs --clap DIR (a local copy of laion/larger_clap_general)")
     if condition != "clap" and args.clap:
         raise CLIError(f"--clap is only used with --condition clap, not {condition}")
-    for name in ("batch_size", "shard_size"):
+    for name in ("batch_size", "shard_clips", "views"):
         if getattr(args, name) < 1:
-            raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_windows is not None and args.max_windows < 1:
-        raise CLIError("--max-windows must be >= 1")
-    if args.views < 1:
-        raise CLIError(f"--views must be >= 1, got {args.views}")
-    device = pick_device(args.device)
-    tokenizer = SAT.from_pretrained(args.tokenizer, device=device)
+        raise CLIError(f"--max-windows must be >= 1, got {args.max_windows}")
+    if not args.merge and not args.data:
+        raise CLIError("--data is required (except with --merge)")
     try:
-        source = open_source(args.data, args.audioset_csv)
-    except DataError as exc:
+        processes = join_processes()
+    except ValueError as exc:
         raise CLIError(str(exc)) from None
+    device = pick_device(args.device)
+    if device.type == "cuda" and device.index is None:  # one GPU per process under torchrun
+        device = torch_device_for(int(os.environ.get("LOCAL_RANK", "0")))
+    tokenizer = SAT.from_pretrained(args.tokenizer, device=device)
     clap = None
-    if condition == "clap":
+    if condition == "clap" and not args.merge:
         from aar.conditioning import ClapEmbedder
 
         clap = ClapEmbedder(args.clap, device=device, batch_size=args.batch_size)
     try:
-        meta = build_token_cache(
-            tokenizer, source, args.out, condition=condition, clap=clap,
-            batch_size=args.batch_size, shard_size=args.shard_size, max_windows=args.max_windows,
-            views=args.views,
-        )
-    except (ValueError, DataError) as exc:
+        if args.merge:
+            meta = merge_token_cache(args.out, tokenizer)
+        else:
+            source = open_source(args.data, args.audioset_csv)
+            meta = build_token_cache(
+                tokenizer, source, args.out, condition=condition, clap=clap,
+                batch_size=args.batch_size, shard_clips=args.shard_clips, max_windows=args.max_windows,
+                views=args.views, processes=processes, merge=processes.barrier is not None or processes.world_size == 1,
+            )
+    except (ValueError, DataError, CheckpointError) as exc:
         raise CLIError(str(exc)) from None
+    if meta is None:
+        if processes.barrier is None:
+            print(f"rank {processes.rank} of {processes.world_size}: its shards of {args.out} are written; "
+                  "when every rank is done, run the same command with --merge to write the index")
+        return 0
     extra = f", classes: {', '.join(meta['class_names'])}" if meta["class_names"] else ""
     print(
         f"wrote {args.out}: {meta['num_windows']} windows of {meta['seq_len']} tokens from {meta['num_clips']} clips "
         f"({meta['views']} view(s) each) "
-        f"in {len(meta['shards'])} shard(s); condition {condition}{extra}; "
-        f"{len(meta['undecodable'])} undecodable file(s) skipped"
+        f"in {len(meta['shards'])} shard(s); condition {meta['condition']}{extra}; "
+        f"{len(meta['undecodable'])} undecodable or non-finite file(s) skipped"
     )
+    for reason in meta["undecodable"][:20]:
+        print(f"  skipped: {reason}")
+    if len(meta["undecodable"]) > 20:
+        print(f"  ... and {len(meta['undecodable']) - 20} more (all listed in {args.out}/cache.json)")
     return 0
+
+
+def torch_device_for(local_rank: int):
+    import torch
+
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
 # ---------------------------------------------------------------- train-aar
@@ -98,18 +121,21 @@ def run_train_aar(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser(
         "tokenize-dataset",
-        help="encode a dataset once into a token cache for train-aar",
+        help="encode a dataset once into a token cache for train-aar (runs under torchrun for several GPUs)",
         description=(
             "Encode every clip of a dataset with a SAT tokenizer (whole 1 s windows) and store the codes "
             "(int16) with each clip's condition in memory-mappable shards. Conditions: CLAP audio "
             "embeddings of the whole clip at 48 kHz (--clap), the clip's top-level folder as its class "
-            "(--condition label), or none."
+            "(--condition label), or none. Under torchrun every process encodes its share of the shards "
+            "(torchrun --standalone --nproc_per_node 8 -m aar tokenize-dataset ...) and rank 0 writes the "
+            "index; the cache is the same whatever the number of processes. Interrupted, the same command "
+            "continues where it stopped (finished shards are kept)."
         ),
     )
     p.add_argument("--tokenizer", required=True, help="SAT tokenizer folder or an authors' .pth")
-    p.add_argument("--data", required=True, help="audio folder, AudioSet mp3 folder (with --audioset-csv), or WebDataset shards")
+    p.add_argument("--data", help="audio folder, AudioSet mp3 folder (with --audioset-csv), or WebDataset shards")
     p.add_argument("--audioset-csv", help="AudioSet segments CSV: --data is then the folder of Y<YTID>.mp3 files")
-    p.add_argument("--out", required=True, help="cache folder to create")
+    p.add_argument("--out", required=True, help="cache folder to create (or to continue)")
     p.add_argument("--condition", choices=["clap", "label", "none"],
                    help="what to store as each clip's condition (default: clap with --clap, else none)")
     p.add_argument("--clap", metavar="DIR", help="local folder of the CLAP model (laion/larger_clap_general)")
@@ -118,8 +144,13 @@ def register(sub) -> None:
                    help="versions of every window to store (default 1): the clip, then the clip with its polarity "
                         "inverted and/or delayed by up to 30 ms; more distinct token sequences for a small dataset")
     p.add_argument("--batch-size", type=int, default=16, help="clips / windows encoded per batch (default 16)")
-    p.add_argument("--shard-size", type=int, default=4096, help="windows per shard (default 4096)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    p.add_argument("--shard-clips", type=int, default=1024,
+                   help="audio files per cache shard, the unit of work and of resuming (default 1024; "
+                        "a WebDataset shard always gives one cache shard)")
+    p.add_argument("--merge", action="store_true",
+                   help="only write the index of a cache whose shards were written by separate jobs "
+                        "(RANK/WORLD_SIZE set without torchrun); fails naming the unfinished shards")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available; under torchrun cuda:LOCAL_RANK)")
     p.set_defaults(func=run_tokenize_dataset)
 
     p = sub.add_parser(

@@ -31,7 +31,7 @@ from aar.train.optim import OptimConfig, Optimization
 from aar.transformer.config import AAR_PRESETS, AARConfig
 from aar.transformer.next_scale import AAR
 from aar.transformer.registry import ARCHITECTURES
-from aar.transformer.token_cache import TokenCache, TokenCacheLoader, split_cache
+from aar.transformer.token_cache import StreamingTokenLoader, TokenCache, held_out_windows
 
 log = logging.getLogger("aar.train")
 
@@ -40,15 +40,20 @@ RUN_CONFIG = "train_config.yaml"
 
 @dataclass
 class CacheDataConfig:
-    """Batches from a token cache (``batch_size`` per process) and the held-out clips."""
+    """Batches from a token cache (``batch_size`` per process), the held-out clips, and the
+    shards read at a time by the streaming loader (``block_shards``: the windows of that many
+    shards are shuffled together; memory holds one block)."""
 
     batch_size: int = 8
     val_fraction: float = 0.01
     val_windows: int = 256
+    block_shards: int = 8
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.block_shards < 1:
+            raise ValueError(f"data.block_shards must be >= 1, got {self.block_shards}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -260,15 +265,17 @@ def train_aar(config: AARTrainConfig, cache: str | os.PathLike, out: str | os.Pa
     token_cache = TokenCache(cache)
     ctx = init_distributed(config.train.device, config.train.precision)
     try:
-        train_idx, val_idx = split_cache(token_cache, config.data.val_fraction, config.data.val_windows, config.train.seed)
-        loader = TokenCacheLoader(token_cache, train_idx, config.data.batch_size, config.train.seed, ctx.rank, ctx.world_size)
+        val_idx = held_out_windows(token_cache, config.data.val_fraction, config.data.val_windows, config.train.seed)
+        loader = StreamingTokenLoader(token_cache, config.data.batch_size, config.train.seed, ctx.rank, ctx.world_size,
+                                      exclude=val_idx, block_shards=config.data.block_shards)
+        num_train = len(token_cache) - len(val_idx)
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
             run_config = {**config.to_dict(), "cache": str(Path(cache).resolve())}
             atomic_write_text(yaml.safe_dump(run_config, sort_keys=False), out / RUN_CONFIG)
             log.info(
                 "token cache %s: %d training windows, %d held out; condition %s",
-                cache, len(train_idx), len(val_idx), token_cache.condition,
+                cache, num_train, len(val_idx), token_cache.condition,
             )
             log.info(
                 "%s model; %d process(es) on %s, precision %s, batch %d per process x %d accumulation",
@@ -278,7 +285,7 @@ def train_aar(config: AARTrainConfig, cache: str | os.PathLike, out: str | os.Pa
         task = AARTask(config, token_cache, val_idx)
         trainer = Trainer(
             task, loader, config.train, ctx, out,
-            epoch_size=len(train_idx), batch_size=config.data.batch_size, run_config=config.to_dict(),
+            epoch_size=num_train, batch_size=config.data.batch_size, run_config=config.to_dict(),
         )
         summary = trainer.run(resume=resume)
         return AARTrainResult(summary, unwrap(task.wrapped))
