@@ -70,6 +70,17 @@ class CheckpointManager:
                 found.append((int(m.group(1)), p))
         return sorted(found)
 
+    def remove_partial(self) -> list[Path]:
+        """Delete the temporary files of checkpoint writes that never finished (a process killed
+        mid-write leaves its ``.step_N.pt.*.tmp``); call it only while holding the run's lock."""
+        if not self.directory.is_dir():
+            return []
+        partial = [p for p in self.directory.iterdir() if p.name.startswith(".step_") and p.name.endswith(".tmp")]
+        for p in partial:
+            p.unlink(missing_ok=True)
+            log.warning("removed the partial checkpoint %s of an interrupted write", p)
+        return partial
+
     def latest(self) -> Path | None:
         found = self.all()
         return found[-1][1] if found else None

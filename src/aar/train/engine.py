@@ -403,6 +403,8 @@ class Trainer:
     def _run(self, resume: bool, signals: StopSignals) -> dict:
         cfg, ctx = self.cfg, self.ctx
         deadline = time.perf_counter() + 60.0 * cfg.time_limit_minutes if cfg.time_limit_minutes else None
+        if ctx.is_main:
+            self.checkpoints.remove_partial()
         latest = self.checkpoints.latest()
         if latest is not None and not resume:
             raise CheckpointError(

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from aar.tokenizer.hifigan_discriminators import build_discriminator
 from aar.tokenizer.losses import GeneratorLoss, LossWeights, discriminator_loss, mel_distance, stft_distance
 from aar.train.config import build_section, read_config
 from aar.train.distributed import DistContext, init_distributed, no_sync, unwrap
-from aar.train.engine import Schedule, TrainConfig, Trainer, TrainTask
+from aar.train.engine import Schedule, TrainConfig, Trainer, TrainTask, run_lock
 from aar.train.monitor import Monitor
 from aar.train.optim import OptimConfig, Optimization
 
@@ -320,7 +321,9 @@ def train_tokenizer(
     if data is None:
         data, audioset_csv, val_data = saved_data_location(out)
     ctx = init_distributed(config.train.device, config.train.precision)
+    lock = ExitStack()
     try:
+        lock.enter_context(run_lock(out, ctx.is_main))  # before anything is written into the run folder
         window = config.model.window_samples
         training_data = prepare_training_data(
             data,
@@ -365,6 +368,7 @@ def train_tokenizer(
         summary = trainer.run(resume=resume)
         return TokenizerTrainResult(summary, unwrap(task.generator).sat)
     finally:
+        lock.close()
         ctx.close()
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import math
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import yaml
 from aar.checkpoint import atomic_write_text
 from aar.train.config import build_section, read_config
 from aar.train.distributed import DistContext, init_distributed, no_sync, unwrap
-from aar.train.engine import Schedule, TrainConfig, Trainer, TrainTask
+from aar.train.engine import Schedule, TrainConfig, Trainer, TrainTask, run_lock
 from aar.train.monitor import Monitor
 from aar.train.optim import OptimConfig, Optimization
 from aar.transformer.config import AAR_PRESETS, AARConfig
@@ -264,7 +265,9 @@ def train_aar(config: AARTrainConfig, cache: str | os.PathLike, out: str | os.Pa
     out = Path(out)
     token_cache = TokenCache(cache)
     ctx = init_distributed(config.train.device, config.train.precision)
+    lock = ExitStack()
     try:
+        lock.enter_context(run_lock(out, ctx.is_main))  # before anything is written into the run folder
         val_idx = held_out_windows(token_cache, config.data.val_fraction, config.data.val_windows, config.train.seed)
         loader = StreamingTokenLoader(token_cache, config.data.batch_size, config.train.seed, ctx.rank, ctx.world_size,
                                       exclude=val_idx, block_shards=config.data.block_shards)
@@ -290,6 +293,7 @@ def train_aar(config: AARTrainConfig, cache: str | os.PathLike, out: str | os.Pa
         summary = trainer.run(resume=resume)
         return AARTrainResult(summary, unwrap(task.wrapped))
     finally:
+        lock.close()
         ctx.close()
 
 
