@@ -114,15 +114,11 @@ def _check_plan(out: Path, plan: dict) -> None:
 
 
 def _unit_clips(source, unit, read_rate: int, failures: FailureLog):
-    """``(name, wav)`` of the decodable clips of ``unit``; undecodable or non-finite ones are
-    recorded in ``failures``."""
+    """``(name, wav)`` of the decodable clips of ``unit``; the others (undecodable, or with NaN
+    or infinite samples: the audio reader refuses them) are recorded in ``failures``."""
     part = ShardSource([unit]) if isinstance(source, ShardSource) else source
     indices = unit if isinstance(source, FileSource) else None
-    for name, wav in iter_clips(part, sample_rate=read_rate, failures=failures, indices=indices):
-        if not torch.isfinite(wav).all():
-            failures.add(name, f"{name}: non-finite samples (NaN or infinity)")
-            continue
-        yield name, wav
+    return iter_clips(part, sample_rate=read_rate, failures=failures, indices=indices)
 
 
 def _encode_unit(source, unit, index: int, out: Path, settings: dict, tokenizer: SAT, clap,

@@ -177,7 +177,15 @@ def encode_clips(tokenizer: SAT, names: list[str], wavs: list[torch.Tensor], rea
     sr, window = tokenizer.sample_rate, tokenizer.window_samples
     conds = None
     if condition == "clap":
-        conds = clap.embed_audio([w[0] for w in wavs], read_rate)
+        # CLAP's feature extractor crops clips longer than its input at a random place drawn from
+        # numpy's global generator: seed it from the clips' names so that the embeddings do not
+        # depend on what the process did before (or on how many processes share the work).
+        state = np.random.get_state()
+        np.random.seed(zlib.crc32("\0".join(names).encode()))
+        try:
+            conds = clap.embed_audio([w[0] for w in wavs], read_rate)
+        finally:
+            np.random.set_state(state)
         wavs = [torch.from_numpy(resample(w[0].numpy(), read_rate, sr))[None] for w in wavs]
     elif condition == "label":
         conds = torch.tensor([label_index[folder_label(n)] for n in names])
