@@ -49,17 +49,18 @@ def cache(tmp_path):
     return synthetic_cache(tmp_path / "c", [3, 0, 5, 2, 4, 1, 3])  # an empty shard, as all-bad clips give
 
 
-def test_an_epoch_on_several_ranks_covers_the_training_windows_once(cache):
+@pytest.mark.parametrize("block_shards", [1, 2])  # 1: blocks smaller than a batch (a shard of 2 windows)
+def test_an_epoch_on_several_ranks_covers_the_training_windows_once(cache, block_shards):
     exclude = np.array([0, 1, 17])
     assert len(cache) == 36 and len(cache.shards) == 6
-    loaders = [StreamingTokenLoader(cache, 4, seed=3, rank=r, world_size=3, exclude=exclude, block_shards=2)
+    loaders = [StreamingTokenLoader(cache, 4, seed=3, rank=r, world_size=3, exclude=exclude, block_shards=block_shards)
                for r in range(3)]
     assert {ld.batches_per_epoch() for ld in loaders} == {(33 // 3) // 4}
     seen = [w for ld in loaders for batch in epoch_windows(ld, ld.batches_per_epoch()) for w in batch]
     assert len(seen) == len(set(seen)) == 3 * 2 * 4
     assert not set(seen) & set(exclude.tolist())
     # with batch 1 every rank hands out its whole share: all but total % world windows
-    singles = [StreamingTokenLoader(cache, 1, seed=3, rank=r, world_size=3, exclude=exclude, block_shards=2)
+    singles = [StreamingTokenLoader(cache, 1, seed=3, rank=r, world_size=3, exclude=exclude, block_shards=block_shards)
                for r in range(3)]
     every = [w for ld in singles for b in epoch_windows(ld, ld.batches_per_epoch()) for w in b]
     assert sorted(every) == sorted(set(range(36)) - {0, 1, 17})

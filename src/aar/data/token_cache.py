@@ -417,10 +417,16 @@ class StreamingTokenLoader:
             return
         number, carry_codes, carry_cond = first_batch, None, None
         for codes, cond in self._epoch(epoch, first_batch * b):
-            if carry_codes is not None:  # the rows left over from the last block start this one
-                codes = np.concatenate([carry_codes, codes])
-                cond = np.concatenate([carry_cond, cond]) if cond is not None else None
             i = 0
+            if carry_codes is not None:  # the rows left over from the last block start a batch
+                i = b - len(carry_codes)
+                if i > len(codes):  # a block smaller than the batch: carry on
+                    carry_codes = np.concatenate([carry_codes, codes])
+                    carry_cond = np.concatenate([carry_cond, cond]) if cond is not None else None
+                    continue
+                yield number, np.concatenate([carry_codes, codes[:i]]), (
+                    np.concatenate([carry_cond, cond[:i]]) if cond is not None else None)
+                number, carry_codes = number + 1, None
             while i + b <= len(codes) and number < n:
                 yield number, codes[i : i + b], (cond[i : i + b] if cond is not None else None)
                 i, number = i + b, number + 1
