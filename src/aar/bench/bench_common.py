@@ -116,6 +116,12 @@ def environment(device: torch.device, dtypes) -> dict:
         "dtype": dtypes if isinstance(dtypes, str) else list(dtypes),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
+    if device.type == "cpu":
+        from aar.transformer.fast_linear import cpu_support
+
+        support = cpu_support()
+        info["cpu_capability"] = support.capability
+        info["cpu_support"] = support.summary()
     if device.type == "cuda":
         info["cuda"] = torch.version.cuda
     return info

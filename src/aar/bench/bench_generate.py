@@ -26,8 +26,12 @@ from aar import SAT, SATConfig
 from aar.bench.bench_common import environment, median, peak_memory, time_calls
 from aar.bench.bench_machine import measure, roofline
 from aar.transformer import AAR_PRESETS, ARCHITECTURES, AARConfig
+from aar.transformer.precision import apply_precision, choose_precision
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "bfloat16", "int8")
+"""Precisions a row can ask for; each runs as :func:`choose_precision` decides on the device
+(bfloat16 falls back to float32 where the device has no bfloat16 units), and the row records
+what ran."""
 SAMPLING = dict(cfg=4.0, top_k=200, top_p=0.95)
 # ``--quick``: a model of CI size over the tiny tokenizer (same schedule: 16 scales, 455 tokens).
 QUICK_MODEL = {"depth": 2, "width": 64, "num_heads": 2}
@@ -59,7 +63,7 @@ def generation_row(model, arch: str, size: str, dtype: str, batch: int, repeats:
     times = time_calls(lambda i: model.generate(cond, seed=1 + i, **SAMPLING), device, repeats, warmup=0)
     seconds = median(times)
     tokens = batch * model.seq_len
-    bound = roofline(model, arch, batch, SAMPLING["cfg"] != 0, limits)
+    bound = roofline(model, arch, batch, SAMPLING["cfg"] != 0, limits, dtype)
     return {
         "arch": arch,
         "model": size,
@@ -89,13 +93,18 @@ def run(presets=("d4", "d8", "d16"), batches=(1, 8), dtypes=("float32",), repeat
     device = torch.device(device)
     sat = random_sat(tokenizer).to(device)
     rows = []
-    limits = {dtype: measure(device, DTYPES[dtype]) for dtype in dtypes}
+    precisions = {name: choose_precision(name, device) for name in dtypes}
+    for precision in precisions.values():
+        progress(precision.note)
+    dtypes = list(dict.fromkeys(precision.name for precision in precisions.values()))
+    limits = {dtype: measure(device, dtype) for dtype in dtypes}
     progress(f"machine limits: {json.dumps(limits)}")
     for size in presets:
         for dtype in dtypes:
             for arch in archs:
                 torch.manual_seed(0)
-                model = ARCHITECTURES[arch](model_config(size), sat).eval().to(device, DTYPES[dtype])
+                model = ARCHITECTURES[arch](model_config(size), sat).eval().to(device)
+                model = apply_precision(model, choose_precision(dtype, device))
                 for batch in batches:
                     rows.append(generation_row(model, arch, size_name(size), dtype, batch, repeats, device, limits[dtype]))
                     progress(json.dumps(rows[-1]))
@@ -106,6 +115,7 @@ def run(presets=("d4", "d8", "d16"), batches=(1, 8), dtypes=("float32",), repeat
         "sampling": SAMPLING,
         "repeats": repeats,
         "environment": environment(device, dtypes),
+        "precision_notes": {name: precision.note for name, precision in precisions.items()},
         "machine_limits": limits,
         "results": rows,
         "ratios": latency_ratios(rows),
@@ -128,7 +138,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="+", default=["d4", "d8", "d16"], choices=sorted(AAR_PRESETS))
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["float32"])
+    p.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["float32"])
     p.add_argument("--archs", nargs="+", choices=sorted(ARCHITECTURES), default=["next-scale", "next-token"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, help="intra-op threads (default: torch's)")

@@ -25,7 +25,7 @@ from torch import nn
 
 from aar.bench.bench_common import sync
 
-_BYTES = {torch.float32: 4, torch.bfloat16: 2}
+_BYTES = {"float32": 4, "bfloat16": 2, "int8": 1}
 
 
 def _rate(fn, device: torch.device, work: float, repeats: int = 5) -> float:
@@ -41,23 +41,31 @@ def _rate(fn, device: torch.device, work: float, repeats: int = 5) -> float:
 
 
 @torch.inference_mode()
-def measure(device: torch.device, dtype: torch.dtype, width: int = 1024) -> dict:
-    """Read bandwidth (GB/s) and linear-layer throughput (GFLOP/s) of ``dtype`` on ``device``
-    (best of a few runs: the machine's capability, not its average under load)."""
-    from aar.transformer.fast_linear import linear
+def measure(device: torch.device, precision: str = "float32", width: int = 1024) -> dict:
+    """Read bandwidth (GB/s) and linear-layer throughput (GFLOP/s) of ``precision``
+    (``float32``, ``bfloat16`` or ``int8`` weights) on ``device`` (best of a few runs: the
+    machine's capability, not its average under load)."""
+    from aar.transformer.fast_linear import linear, quantize_int8
 
     big = torch.ones(64 * 2**20, device=device)  # 256 MiB of float32
     bandwidth = _rate(lambda: big.sum(), device, big.numel() * 4) / 1e9
     del big
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
     layer = nn.Linear(width, 4 * width).to(device, dtype)
+    if precision == "int8":
+        quantize_int8(layer)
     x = torch.randn(1024, width, device=device, dtype=dtype)
+    for _ in range(8):  # past the per-shape kernel measurement of fast_linear
+        linear(x, layer)
     gemm = _rate(lambda: linear(x, layer), device, 2 * 1024 * width * 4 * width) / 1e9
     return {"read_gb_s": round(bandwidth, 1), "linear_gflop_s": round(gemm, 1)}
 
 
-def roofline(model, arch: str, batch: int, guided: bool, limits: dict) -> dict:
-    """Lower bound (s) of one ``generate`` call of ``model`` (``arch``) for ``batch`` clips."""
-    cfg, dtype_bytes = model.config, _BYTES[model.dtype]
+def roofline(model, arch: str, batch: int, guided: bool, limits: dict, precision: str | None = None) -> dict:
+    """Lower bound (s) of one ``generate`` call of ``model`` (``arch``) for ``batch`` clips, in
+    ``precision`` (default: the model's dtype)."""
+    cfg = model.config
+    dtype_bytes = _BYTES[precision or str(model.dtype).removeprefix("torch.")]
     rows = 2 * batch if guided else batch
     c, depth = cfg.width, cfg.depth
     weights = depth * 12 * c * c + c * cfg.vocab_size  # matrices read at every step (AdaLN is precomputed)

@@ -69,7 +69,9 @@ def register(sub) -> None:
     )
     p.add_argument("--quick", action="store_true", help="CI-sized models over the tiny tokenizer, one repeat (< 1 minute)")
     p.add_argument("--device", help="cpu (default), cuda or cuda:N; timings synchronise CUDA")
-    p.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16"], help="transformer dtypes (default float32)")
+    p.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16", "int8"],
+                   help="transformer precisions (default float32; bfloat16 runs as float32 where the device has "
+                        "no bfloat16 units, and the report says so)")
     p.add_argument("--presets", nargs="+", choices=["d4", "d8", "d16"], help="model sizes to generate with (default all)")
     p.add_argument("--batches", nargs="+", type=int, help="clips per generate call, also tokenizer batches (default 1 8)")
     p.add_argument("--repeats", type=int, help="timed calls per configuration after the warm-up (default 3)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -13,10 +14,10 @@ import torch
 
 from aar.checkpoint import atomic_write_text
 from aar.cli.main import CLIError
+from aar.transformer.precision import PRECISIONS, apply_precision, choose_precision
 from aar.transformer.sampling import GUIDANCE_SCHEDULES
 
 SETTINGS_NAME = "generation.json"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -90,7 +91,9 @@ def run_generate(args: argparse.Namespace) -> int:
             raise CLIError(f"--prompt-audio {path}: no such file")
     device = pick_device(args.device)
     _check_model_path(Path(args.model), args.tokenizer)
-    model = load_transformer(args.model, tokenizer=args.tokenizer, device=device).to(DTYPES[args.dtype])
+    precision = choose_precision(args.dtype, device)
+    print(precision.note, file=sys.stderr)
+    model = apply_precision(load_transformer(args.model, tokenizer=args.tokenizer, device=device), precision)
     kind, prompts = _prompts(args)
     conditioner = _conditioner(kind, model, args)
     try:
@@ -127,7 +130,8 @@ def run_generate(args: argparse.Namespace) -> int:
         "top_p": args.top_p,
         "seed": seed,
         "device": str(device),
-        "dtype": args.dtype,
+        "dtype": precision.name,
+        "dtype_requested": args.dtype,
         "sample_rate": result.sample_rate,
         "seconds": round(seconds, 3),
         "files": files,
@@ -178,7 +182,10 @@ def register(sub) -> None:
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 0 = off)")
     p.add_argument("--seed", type=int, help="random seed (default: drawn, and recorded in the JSON)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                   help="transformer precision (default float32; bfloat16 is faster on recent CPUs and GPUs)")
+    p.add_argument("--dtype", choices=PRECISIONS, default="float32",
+                   help="transformer precision (default float32). bfloat16 runs only where the device has "
+                        "bfloat16 units (GPUs, CPUs with AVX512-BF16 or AMX), else float32 with a note; int8: "
+                        "int8 weights on CPU, faster where weights dominate (batch 1), with a small error "
+                        "(docs/benchmarks.md); auto: bfloat16 where fast, else float32")
     p.add_argument("-o", "--output", required=True, help="output folder for the WAV files and generation.json")
     p.set_defaults(func=run_generate)

@@ -1,0 +1,88 @@
+"""Which precision a transformer runs in, chosen from what the device supports.
+
+A reduced precision is used only where the hardware runs it fast; otherwise the choice falls
+back to one that works and says so in one line (:attr:`Precision.note`):
+
+- ``bfloat16`` on a CPU needs bfloat16 units (AVX512-BF16 or AMX). Without them PyTorch
+  emulates it through float32 conversions, several times slower than float32 itself (measured
+  on an AVX2 CPU: 18 against 130 GFLOP/s), so float32 runs instead. On CUDA it needs
+  ``torch.cuda.is_bf16_supported()``.
+- ``int8`` (CPU only) keeps float32 activations and serves the per-token matrix products from
+  int8 weights (:func:`aar.transformer.fast_linear.quantize_int8`). It is never chosen
+  by ``auto``: it trades accuracy for speed, a trade the user makes.
+- ``auto``: bfloat16 where the device runs it fast, else float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from aar.transformer.fast_linear import cpu_support, dequantize_int8, quantize_int8
+
+PRECISIONS = ("float32", "bfloat16", "int8", "auto")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What runs: ``name`` (``float32``, ``bfloat16`` or ``int8``), the parameters' ``dtype``,
+    what was asked for, and one line that says what was chosen and why."""
+
+    name: str
+    dtype: torch.dtype
+    requested: str
+    note: str
+
+
+def _device_words(device: torch.device) -> str:
+    if device.type == "cpu":
+        return f"CPU ({cpu_support().capability})"
+    return str(device)
+
+
+def choose_precision(requested: str, device: torch.device | str) -> Precision:
+    """The precision to run for ``requested`` (one of :data:`PRECISIONS`) on ``device``."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    device = torch.device(device)
+    where = _device_words(device)
+    if device.type == "cuda":
+        fast_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        why_not = "this GPU has no bfloat16 support"
+    elif device.type == "cpu":
+        support = cpu_support()
+        fast_bf16 = support.native_bf16
+        why_not = "this CPU has no bfloat16 units (AVX512-BF16 or AMX), and emulated bfloat16 is slower than float32"
+    else:
+        fast_bf16, why_not = False, f"bfloat16 speed on {device.type} is unknown"
+
+    def chosen(name: str, note: str) -> Precision:
+        return Precision(name, torch.bfloat16 if name == "bfloat16" else torch.float32, requested, note)
+
+    if requested == "float32":
+        return chosen("float32", f"precision: float32 on {where}")
+    if requested == "int8":
+        if device.type != "cpu":
+            return chosen("float32", f"precision: float32 on {where} (int8 weights are a CPU path)")
+        if not cpu_support().int8:
+            return chosen("float32", f"precision: float32 on {where} (this PyTorch has no int8 linear for this CPU)")
+        return chosen("int8", f"precision: int8 weights, float32 activations on {where}")
+    if fast_bf16:
+        return chosen("bfloat16", f"precision: bfloat16 on {where}")
+    if requested == "auto":
+        return chosen("float32", f"precision: float32 on {where} (auto: {why_not})")
+    return chosen("float32", f"precision: float32 on {where}, not bfloat16: {why_not}")
+
+
+def apply_precision(model: nn.Module, precision: Precision) -> nn.Module:
+    """Put ``model`` (an AAR or next-token model) in ``precision``; returns it."""
+    model = model.to(precision.dtype)
+    dequantize_int8(model)
+    if precision.name == "int8":
+        for block in model.blocks:
+            quantize_int8(block.attn)
+            quantize_int8(block.mlp)
+        quantize_int8(model.head.out)
+    return model
