@@ -1,17 +1,20 @@
 # The two set-up commands for a fresh machine (see README):
 #   make demo   -- install, then run the end-to-end demo
-#   make test   -- install, then run the test suite
+#   make test   -- install, then run the test suite, mypy over the library layer (the module
+#                  list in pyproject.toml) and the wheel smoke test (scripts/wheel_smoke.py)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# the CPU build on this machine's disk; the wheel smoke test installs the same into its venv
+TORCH ?= torch==2.13.0
 
-.PHONY: install demo test bench
+.PHONY: install demo test typecheck wheel-smoke bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 install: $(PY)
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[test]"
 
 demo: install
@@ -19,6 +22,13 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+	$(MAKE) --no-print-directory typecheck wheel-smoke
+
+typecheck:
+	$(PY) -m mypy
+
+wheel-smoke:
+	$(PY) scripts/wheel_smoke.py --torch "$(TORCH)"
 
 bench: install
 	$(PY) -m aar bench --out benchmarks/results

@@ -107,6 +107,8 @@ class MelSpectrogram(nn.Module):
     reflection (the convention of the SAT frequency loss); ``center=True`` is torch's centred STFT.
     """
 
+    filters: torch.Tensor  # buffer [n_mels x (n_fft // 2 + 1)]
+
     def __init__(
         self,
         sample_rate: int = 24_000,

@@ -68,6 +68,7 @@ class WNConv2d(nn.Module):
         self.stride, self.dilation, self.padding = conv.stride, conv.dilation, conv.padding
         self.weight_g = nn.Parameter(conv.weight.detach().flatten(1).norm(dim=1).view(-1, 1, 1, 1).clone())
         self.weight_v = nn.Parameter(conv.weight.detach().clone())
+        assert conv.bias is not None  # nn.Conv2d makes one unless told bias=False
         self.bias = nn.Parameter(conv.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

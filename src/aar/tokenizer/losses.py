@@ -106,6 +106,8 @@ class GeneratorLoss(nn.Module):
         }
         total = w.time * parts["time"] + w.frequency * parts["freq"] + w.commitment * parts["commit"]
         if logits_fake is not None:
+            if features_real is None or features_fake is None:
+                raise ValueError("logits_fake needs features_real and features_fake (the feature-matching term)")
             parts["adv"] = adversarial_loss(logits_fake)
             parts["feat"] = feature_matching_loss(features_real, features_fake)
             total = total + w.adversarial * parts["adv"] + w.feature * parts["feat"]

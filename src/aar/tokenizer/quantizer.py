@@ -6,6 +6,8 @@ Layout: latents are ``Tensor[B x C x T]`` (channels first), ``T`` the latent len
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -30,6 +32,8 @@ def linear_upsample(x: torch.Tensor, size: int) -> torch.Tensor:
 
 class Phi(nn.Conv1d):
     """The upsampling function: ``x * (1 - r) + conv(x) * r`` with a same-length Conv1d."""
+
+    bias: torch.Tensor  # always made (nn.Conv1d's default)
 
     def __init__(self, dim: int, kernel_size: int, ratio: float):
         super().__init__(dim, dim, kernel_size, padding=kernel_size // 2)
@@ -64,6 +68,12 @@ class EMACodebook(nn.Module):
     ``cluster_size`` [size], ``initialized`` [1].
     """
 
+    initialized: torch.Tensor
+    cluster_size: torch.Tensor
+    embed: torch.Tensor
+    embed_avg: torch.Tensor
+    _norms: tuple[tuple, torch.Tensor] | None = None  # (embed's version key, |e|^2), see _squared_norms
+
     def __init__(self, size: int, dim: int, decay: float, epsilon: float, kmeans_iters: int, dead_threshold: float):
         super().__init__()
         self.size, self.dim = size, dim
@@ -76,7 +86,7 @@ class EMACodebook(nn.Module):
 
     def _squared_norms(self) -> torch.Tensor:
         key = (self.embed._version, self.embed.data_ptr(), self.embed.device)
-        if getattr(self, "_norms", None) is None or self._norms[0] != key:
+        if self._norms is None or self._norms[0] != key:
             self._norms = (key, self.embed.pow(2).sum(1))
         return self._norms[1]
 
@@ -134,6 +144,12 @@ class MultiScaleResidualQuantizer(nn.Module):
     """Projects the encoder latent to ``latent_dim``, quantizes it scale by scale (coarse to
     fine) and projects back. See the SPEC's "Encoding" steps."""
 
+    # nn.ModuleLists, typed by what they hold (indexing a ModuleList gives a plain Module)
+    phi: Sequence[Phi]
+    codebooks: Sequence[EMACodebook]
+    project_in: nn.Linear | None
+    project_out: nn.Linear | None
+
     def __init__(self, cfg: SATConfig):
         super().__init__()
         self.cfg = cfg
@@ -144,9 +160,10 @@ class MultiScaleResidualQuantizer(nn.Module):
             self.project_out = nn.Linear(cfg.latent_dim, cfg.dimension)
         else:
             self.project_in = self.project_out = None
-        self.phi = nn.ModuleList(Phi(cfg.latent_dim, cfg.phi_kernel, cfg.phi_ratio) for _ in range(cfg.num_phi))
+        self.phi = nn.ModuleList(  # type: ignore[assignment]  # a ModuleList of Phi
+            Phi(cfg.latent_dim, cfg.phi_kernel, cfg.phi_ratio) for _ in range(cfg.num_phi))
         self._phi_of_scale = [cfg.phi_for_scale(k) for k in range(cfg.num_scales)]
-        self.codebooks = nn.ModuleList(
+        self.codebooks = nn.ModuleList(  # type: ignore[assignment]  # a ModuleList of EMACodebook
             EMACodebook(
                 cfg.codebook_size,
                 cfg.latent_dim,
@@ -237,17 +254,18 @@ class MultiScaleResidualQuantizer(nn.Module):
                 f_hat = f_hat + self.scale_contribution(k, codes[k])
             return f_hat
         # phi is affine, so scales sharing a conv are summed first: phi(a) + phi(b) = phi(a + b) + r * bias
-        groups: dict[int, list[torch.Tensor]] = {}
+        groups: dict[int | None, list[torch.Tensor]] = {}
         for k, c in enumerate(codes):
             groups.setdefault(self._phi_of_scale[k], []).append(linear_upsample(self.code_embedding(k, c), self.length))
-        f_hat = None
+        terms = []
         for j, parts in groups.items():
+            assert j is not None  # phi is on here (phi == "none" returned above)
             phi = self.phi[j]
             term = phi(torch.stack(parts).sum(0))
             if len(parts) > 1:
                 term = term + (len(parts) - 1) * phi.ratio * phi.bias[:, None]
-            f_hat = term if f_hat is None else f_hat + term
-        return f_hat
+            terms.append(term)
+        return sum(terms[1:], terms[0])  # the terms in the order the loop made them
 
     def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         """Codes (any prefix of the scales) -> decoder input ``[B x dimension x T]``."""

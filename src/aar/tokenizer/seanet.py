@@ -118,9 +118,9 @@ class WNConvTranspose1d(_WeightNorm):
             taps = torch.stack([w[:, :, s:], w[:, :, :s]], dim=-1)  # [cin, cout, s, 2]: taps x[n-1], x[n]
             cache[key] = (taps.permute(1, 2, 0, 3).reshape(cout * s, cin, 2), b.repeat_interleave(s))
         weight, bias = cache[key]
-        b, _, length = x.shape
+        n, _, length = x.shape
         y = F.conv1d(F.pad(x, (1, 1)), weight, bias)
-        return y.view(b, -1, self.stride, length + 1).transpose(2, 3).reshape(b, -1, (length + 1) * self.stride)
+        return y.view(n, -1, self.stride, length + 1).transpose(2, 3).reshape(n, -1, (length + 1) * self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         inference = not (torch.is_grad_enabled() and self.weight_v.requires_grad)

@@ -71,6 +71,7 @@ class AARConfig:
 
     @property
     def head_dim(self) -> int:
+        assert self.width is not None and self.num_heads is not None  # set by __post_init__
         return self.width // self.num_heads
 
     @property
