@@ -432,7 +432,9 @@ class StreamingTokenLoader:
                 i, number = i + b, number + 1
             if number >= n:
                 return
-            carry_codes, carry_cond = codes[i:], (cond[i:] if cond is not None else None)
+            # copies, so that no view keeps this block alive while the next one is read
+            carry_codes, carry_cond = codes[i:].copy(), (cond[i:].copy() if cond is not None else None)
+            codes = cond = None
 
     def _read_all(self, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
         parts = list(self._epoch(epoch, 0))
@@ -446,8 +448,10 @@ class StreamingTokenLoader:
         while True:
             epoch, first = self.cursor.epoch, self.cursor.position
             for number, codes, cond in self._batches(epoch, first):
+                batch = self.cache._as_batch(codes, cond)
+                del codes, cond  # views of the block: the next block is read while this frame waits
                 self.cursor = _Cursor(epoch, number + 1)
-                yield self.cache._as_batch(codes, cond)
+                yield batch
             self.cursor = _Cursor(epoch + 1, 0)
 
     def state_dict(self) -> dict:
