@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_worker(point: str, step: int, args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
     """``aar ARGS`` in a child process that dies at ``point`` of ``step`` (see tests.faults.worker)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": path}
     env.pop("AAR_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "tests.faults.worker", point, str(step), *map(str, args)],

@@ -116,13 +116,16 @@ class EMACodebook(nn.Module):
     def ema_update(self, samples: torch.Tensor, idx: torch.Tensor):
         """One EMA step from ``samples`` [N x dim] assigned to ``idx`` [N]; statistics are summed
         over DDP ranks so every rank holds the same codebook. Codes whose EMA count falls below
-        ``dead_threshold`` are re-seeded from the batch (taking effect immediately)."""
+        ``dead_threshold`` are re-seeded from the batch (taking effect immediately). A batch whose
+        latents are not all finite leaves the codebook as it was (the training step is skipped)."""
         samples = samples.float()
         counts = torch.bincount(idx, minlength=self.size).float()
         sums = torch.zeros(self.size, self.dim, device=samples.device).index_add_(0, idx, samples)
         if _distributed():
             dist.all_reduce(counts)
             dist.all_reduce(sums)
+        if not bool(torch.isfinite(sums).all()):
+            return  # a batch with NaN/Inf latents would poison the codebook for good: the step is skipped
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.cluster_size.sum()

@@ -425,54 +425,57 @@ class Trainer:
             log.info("the run already reached step %d of %d", start, total)
 
         monitor = Monitor(self.run_dir, total, start, enabled=ctx.is_main)
-        if start == 0 and cfg.val_every:
-            self._validate(0, monitor)
-        batches = iter(self.loader)
-        samples, began = 0, time.perf_counter()
-        loss, losses = float("nan"), []
-        stopped = None
-        self.skipped, in_a_row = [], 0
-        for step in range(start, total):
-            micro = [_to_device(next(batches), ctx.device) for _ in range(cfg.grad_accum)]
-            stats = self.task.train_step(micro, step)
-            done = step + 1
-            samples += sum(_batch_size(b) for b in micro) * ctx.world_size
-            loss = stats.get("loss", loss)
-            if stats.get("skipped"):
-                self.skipped.append(done)
-                in_a_row += 1
-                log.warning("step %d: loss %s or gradients not finite; step skipped (%d in a row)", done, loss, in_a_row)
-                if in_a_row >= cfg.max_nonfinite_steps:
-                    monitor.close()
-                    latest = self.checkpoints.latest()
-                    raise TrainingError(
-                        f"{self.run_dir}: {in_a_row} steps in a row (to step {done}) had a non-finite loss or gradients; "
-                        f"stopped without saving ({latest or 'no checkpoint'} holds the last good weights): "
-                        "lower optim.lr or check the data"
-                    )
-            else:
-                in_a_row = 0
-                losses.append(loss)
-            to_log = {f"train/{k}": v for k, v in stats.items()} if cfg.log_every and done % cfg.log_every == 0 else None
-            monitor.step(done, samples, loss, to_log)
-            validated = bool(cfg.val_every) and (done % cfg.val_every == 0 or done == total)
-            if validated:
-                self._validate(done, monitor)
-            saved = (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == total
-            if saved:
-                self._save(done)
-            if done < total and (ctx.any(signals.received is not None) if ctx.distributed else signals.received):
-                stopped = f"{signals.received or 'a stop signal'} received; stopped at step {done} of {total}"
-                if not saved:
-                    self._save(done)
-                break
-            if deadline is not None and done < total and ctx.any(time.perf_counter() > deadline):
-                stopped = f"time limit of {cfg.time_limit_minutes:g} min reached at step {done} of {total}"
-                if cfg.val_every and not validated:
+        try:  # the progress bar ends its line before any error is printed
+            if start == 0 and cfg.val_every:
+                self._validate(0, monitor)
+            batches = iter(self.loader)
+            samples, began = 0, time.perf_counter()
+            loss, losses = float("nan"), []
+            stopped = None
+            self.skipped, in_a_row = [], 0
+            for step in range(start, total):
+                micro = [_to_device(next(batches), ctx.device) for _ in range(cfg.grad_accum)]
+                stats = self.task.train_step(micro, step)
+                done = step + 1
+                samples += sum(_batch_size(b) for b in micro) * ctx.world_size
+                loss = stats.get("loss", loss)
+                if stats.get("skipped"):
+                    self.skipped.append(done)
+                    in_a_row += 1
+                    log.warning("step %d: loss %s or gradients not finite; step skipped (%d in a row)", done, loss, in_a_row)
+                    if in_a_row >= cfg.max_nonfinite_steps:
+                        latest = self.checkpoints.latest()
+                        raise TrainingError(
+                            f"{self.run_dir}: {in_a_row} steps in a row (to step {done}) had a non-finite loss or gradients; "
+                            f"stopped without saving ({latest or 'no checkpoint'} holds the last good weights): "
+                            "lower optim.lr or check the data"
+                        )
+                else:
+                    in_a_row = 0
+                    losses.append(loss)
+                to_log = {f"train/{k}": v for k, v in stats.items()} if cfg.log_every and done % cfg.log_every == 0 else None
+                monitor.step(done, samples, loss, to_log)
+                validated = bool(cfg.val_every) and (done % cfg.val_every == 0 or done == total)
+                if validated:
                     self._validate(done, monitor)
-                if not saved:
+                saved = (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == total
+                if saved:
                     self._save(done)
-                break
+                if done < total and (ctx.any(signals.received is not None) if ctx.distributed else signals.received):
+                    stopped = f"{signals.received or 'a stop signal'} received; stopped at step {done} of {total}"
+                    if not saved:
+                        self._save(done)
+                    break
+                if deadline is not None and done < total and ctx.any(time.perf_counter() > deadline):
+                    stopped = f"time limit of {cfg.time_limit_minutes:g} min reached at step {done} of {total}"
+                    if cfg.val_every and not validated:
+                        self._validate(done, monitor)
+                    if not saved:
+                        self._save(done)
+                    break
+        except BaseException:
+            monitor.close()
+            raise
         elapsed = time.perf_counter() - began
         monitor.close()
         if stopped:
