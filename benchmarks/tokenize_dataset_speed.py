@@ -65,15 +65,17 @@ def random_sat(preset: str, device: str) -> SAT:
     return sat.to(device)
 
 
-def measure(sat: SAT, data: Path, threads: int, batch_size: int) -> dict:
+def measure(sat: SAT, data: Path, threads: int, batch_size: int, decode_threads: int) -> dict:
     torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as out:
         began = time.perf_counter()
-        meta = build_token_cache(sat, open_source(data), Path(out) / "cache", batch_size=batch_size, shard_clips=4)
+        meta = build_token_cache(sat, open_source(data), Path(out) / "cache", batch_size=batch_size, shard_clips=4,
+                                 decode_threads=decode_threads)
         wall = time.perf_counter() - began
     return {
         "threads": threads,
+        "decode_threads": decode_threads,
         "batch_size": batch_size,
         "windows": meta["num_windows"],
         "wall_s": round(wall, 2),
@@ -100,6 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", type=int, default=12, help="generated 10 s clips (default 12: 120 windows)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="intra-op thread counts to try")
     parser.add_argument("--batch-size", type=int, default=16, help="windows encoded per batch (default 16)")
+    parser.add_argument("--decode-threads", type=int, default=2, help="files decoded ahead of the encoder (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("-o", "--out", type=Path, default=Path("benchmarks/results/tokenize_dataset_speed.json"))
     args = parser.parse_args(argv)
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
         runs = []
         for threads in args.threads:
             print(f"{args.preset}: tokenizing with {threads} thread(s) ...", file=sys.stderr, flush=True)
-            runs.append(measure(sat, data, threads, args.batch_size))
+            runs.append(measure(sat, data, threads, args.batch_size, args.decode_threads))
             print(f"  {runs[-1]['windows_per_s']} windows/s", file=sys.stderr)
     best = max(runs, key=lambda r: r["windows_per_s"])
     hours = AUDIOSET_WINDOWS / best["windows_per_s"] / 3600

@@ -182,3 +182,9 @@ def test_train_aar_reads_a_cache_of_several_processes(tmp_path, label_reference)
     cfg.data.val_fraction, cfg.data.batch_size, cfg.data.block_shards = 0.25, 2, 1
     summary = train_aar(cfg, label_reference, tmp_path / "run").summary
     assert summary["validation"][-1]["step"] == 2 and summary["validation"][-1]["loss"] > 0
+
+
+def test_decode_threads_do_not_change_the_cache(tmp_path, sat_dir, data, label_reference):
+    for threads in ("1", "3"):
+        assert main(args(sat_dir, data, tmp_path / threads, "--condition", "label", "--decode-threads", threads)) == 0
+        assert tree(tmp_path / threads) == tree(label_reference)

@@ -22,7 +22,7 @@ def run_tokenize_dataset(args: argparse.Namespace) -> int:
         raise CLIError("--condition clap needs --clap DIR (a local copy of laion/larger_clap_general)")
     if condition != "clap" and args.clap:
         raise CLIError(f"--clap is only used with --condition clap, not {condition}")
-    for name in ("batch_size", "shard_clips", "views"):
+    for name in ("batch_size", "shard_clips", "views", "decode_threads"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_windows is not None and args.max_windows < 1:
@@ -51,6 +51,7 @@ def run_tokenize_dataset(args: argparse.Namespace) -> int:
                 tokenizer, source, args.out, condition=condition, clap=clap,
                 batch_size=args.batch_size, shard_clips=args.shard_clips, max_windows=args.max_windows,
                 views=args.views, processes=processes, merge=processes.barrier is not None or processes.world_size == 1,
+                decode_threads=args.decode_threads,
             )
     except (ValueError, DataError, CheckpointError) as exc:
         raise CLIError(str(exc)) from None
@@ -147,6 +148,9 @@ def register(sub) -> None:
     p.add_argument("--shard-clips", type=int, default=1024,
                    help="audio files per cache shard, the unit of work and of resuming (default 1024; "
                         "a WebDataset shard always gives one cache shard)")
+    p.add_argument("--decode-threads", type=int, default=2,
+                   help="audio files decoded and resampled at once, ahead of the encoder (default 2); "
+                        "the cache is the same for any number")
     p.add_argument("--merge", action="store_true",
                    help="only write the index of a cache whose shards were written by separate jobs "
                         "(RANK/WORLD_SIZE set without torchrun); fails naming the unfinished shards")

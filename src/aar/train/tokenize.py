@@ -16,6 +16,8 @@ import hashlib
 import json
 import logging
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -113,16 +115,40 @@ def _check_plan(out: Path, plan: dict) -> None:
     atomic_write_text(json.dumps(plan, indent=2) + "\n", path)
 
 
-def _unit_clips(source, unit, read_rate: int, failures: FailureLog):
-    """``(name, wav)`` of the decodable clips of ``unit``; the others (undecodable, or with NaN
-    or infinite samples: the audio reader refuses them) are recorded in ``failures``."""
-    part = ShardSource([unit]) if isinstance(source, ShardSource) else source
-    indices = unit if isinstance(source, FileSource) else None
-    return iter_clips(part, sample_rate=read_rate, failures=failures, indices=indices)
+def _unit_clips(source, unit, read_rate: int, failures: FailureLog, threads: int = 1):
+    """``(name, wav)`` of the decodable clips of ``unit``, in order; the others (undecodable, or
+    with NaN or infinite samples: the audio reader refuses them) are recorded in ``failures``.
+    With ``threads`` > 1 the files of a folder are decoded that many at a time, ahead of the
+    encoder (decoding and resampling run outside the GIL), in the same order."""
+    if isinstance(source, ShardSource):
+        yield from iter_clips(ShardSource([unit]), sample_rate=read_rate, failures=failures)
+        return
+    if threads <= 1:
+        yield from iter_clips(source, sample_rate=read_rate, failures=failures, indices=unit)
+        return
+
+    def read(index: int):
+        own = FailureLog()
+        return list(iter_clips(source, sample_rate=read_rate, failures=own, indices=[index])), own.reasons
+
+    with ThreadPoolExecutor(threads) as pool:
+        ahead: deque = deque()
+        indices = iter(unit)
+        for index in indices:
+            ahead.append(pool.submit(read, index))
+            if len(ahead) >= 2 * threads:
+                break
+        while ahead:
+            clips, reasons = ahead.popleft().result()
+            for index in indices:
+                ahead.append(pool.submit(read, index))
+                break
+            failures.merge(reasons)
+            yield from clips
 
 
 def _encode_unit(source, unit, index: int, out: Path, settings: dict, tokenizer: SAT, clap,
-                 label_index: dict, bar) -> dict:
+                 label_index: dict, bar, decode_threads: int = 1) -> dict:
     """Encode work unit ``index`` and write it as shard ``index``; returns the shard's record."""
     failures = FailureLog()
     codes, cond, names = [], [], []
@@ -139,7 +165,7 @@ def _encode_unit(source, unit, index: int, out: Path, settings: dict, tokenizer:
             cond.append(k)
         names.extend(n)
 
-    for item in _unit_clips(source, unit, read_rate, failures):
+    for item in _unit_clips(source, unit, read_rate, failures, decode_threads):
         chunk.append(item)
         clips += 1
         if len(chunk) == settings["batch_size"]:
@@ -167,6 +193,7 @@ def build_token_cache(
     views: int = 1,
     processes: Processes | None = None,
     merge: bool = True,
+    decode_threads: int = 1,
 ) -> dict | None:
     """Encode every clip of ``source`` (an :mod:`aar.data` source) into a token cache at ``out``
     (this process's share of it under several processes; see the module's description).
@@ -177,6 +204,7 @@ def build_token_cache(
     with the clip's condition, named ``<clip>#<window>~<view>`` so that the validation split
     keeps a clip's views on one side). ``shard_clips``: files per shard (a WebDataset shard
     gives one cache shard). With ``merge`` rank 0 writes the index once every shard is done.
+    ``decode_threads``: files decoded ahead of the encoder at once (the cache is the same for any).
     Returns the index (None on the other ranks, or without ``merge``).
     """
     processes = processes or Processes()
@@ -201,7 +229,7 @@ def build_token_cache(
     with tqdm(total=total, initial=initial, desc=label, unit="clip", dynamic_ncols=True,
               disable=processes.rank != 0 and processes.barrier is not None) as bar:
         for k in todo:
-            _encode_unit(source, units[k], k, out, settings, tokenizer, clap, label_index, bar)
+            _encode_unit(source, units[k], k, out, settings, tokenizer, clap, label_index, bar, decode_threads)
     processes.wait()
     meta = None
     if merge and processes.rank == 0:
