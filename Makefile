@@ -1,7 +1,7 @@
 # The two set-up commands for a fresh machine (see README):
 #   make demo   -- install, then run the end-to-end demo
-#   make test   -- install, then run the test suite, mypy over the library layer (the module
-#                  list in pyproject.toml) and the wheel smoke test (scripts/wheel_smoke.py)
+#   make test   -- install, then run the test suite, mypy (over the module list in
+#                  pyproject.toml) and the wheel smoke test (scripts/wheel_smoke.py)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
