@@ -16,6 +16,12 @@ Timed, with the release's sampling settings (guidance 4, top-k 200, top-p 0.95),
   halves batched, their sampler, the token's codebook vector through ``word_embed``) against
   our ``NextTokenAR.generate`` -- the same blocks, so the two should take about as long.
 
+``--dtypes float32 int8`` adds rows where ours runs in another precision (chosen by
+``aar.transformer.precision``: bfloat16 runs as float32 on a CPU without bfloat16 units, and
+the row says so); the release always runs float32. Every row carries the measured floor:
+the matrix products of the call at this machine's measured float32 GEMM rate and read
+bandwidth (``aar.bench.bench_machine``), and our time over it.
+
 Calls alternate (release, ours, release, ours, ...) after one warm-up each; the JSON keeps
 every wall time, their median and minimum, the process's CPU time per call (the figure least
 disturbed by other work on a shared machine when one thread runs), and the load average.
@@ -36,11 +42,14 @@ import torch
 
 from aar import SAT
 from aar.bench.bench_common import environment
+from aar.bench.bench_machine import measure, roofline
 from aar.tokenizer import PAPER_SCALES
 from aar.tokenizer.model import _load_state
 from aar.tokenizer.official import infer_sat_config, official_sat_state
 from aar.transformer import AAR, NextTokenAR
+from aar.transformer import fast_linear
 from aar.transformer.official import infer_aar_config, official_aar_state
+from aar.transformer.precision import apply_precision, choose_precision
 
 SAMPLING = dict(cfg=4.0, top_k=200, top_p=0.95)
 
@@ -145,12 +154,19 @@ def main(argv=None) -> int:
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     p.add_argument("--next-token-depths", nargs="*", type=int, default=[8],
                    help="depths at which to time the one-token-per-step loops (batch 1)")
+    p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16", "int8"],
+                   help="precisions of ours for the next-scale rows (the release runs float32)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("-o", "--out", default="benchmarks/results/compare_release_generate.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     release_model, helpers = import_release(args.release)
+    precisions = {name: choose_precision(name, "cpu") for name in args.dtypes}
+    for precision in precisions.values():
+        print(precision.note, flush=True)
+    limits = measure(torch.device("cpu"), "float32")
+    print(f"machine limits (float32): {json.dumps(limits)}", flush=True)
     load_before = os.getloadavg()
     rows = []
     for depth in sorted(set(args.depths) | set(args.next_token_depths)):
@@ -163,14 +179,21 @@ def main(argv=None) -> int:
             )
             print(f"depth {depth}: greedy audio identical to the release: {same}", flush=True)
             if depth in args.depths:
-                for batch in args.batches:
-                    cond = torch.randn(batch, 512)
-                    times = interleaved({
-                        "release": lambda s: theirs.autoregressive_infer_cfg(batch, cond, g_seed=s, **SAMPLING),
-                        "ours": lambda s: ours.generate(cond, seed=s, **SAMPLING),
-                    }, args.repeats)
-                    rows.append(comparison("next-scale", depth, batch, ours.num_steps, times, greedy_identical=same))
-                    print(json.dumps(rows[-1]), flush=True)
+                for asked, precision in precisions.items():
+                    apply_precision(ours, precision)
+                    for batch in args.batches:
+                        cond = torch.randn(batch, 512)
+                        times = interleaved({
+                            "release": lambda s: theirs.autoregressive_infer_cfg(batch, cond, g_seed=s, **SAMPLING),
+                            "ours": lambda s: ours.generate(cond, seed=s, **SAMPLING),
+                        }, args.repeats)
+                        floor = roofline(ours, "next-scale", batch, True, limits, "float32")["bound_s"]
+                        rows.append(comparison("next-scale", depth, batch, ours.num_steps, times, greedy_identical=same,
+                                               dtype=precision.name, dtype_requested=asked, floor_s=floor))
+                        rows[-1]["ours_over_floor"] = round(rows[-1]["ours"]["median_s"] / floor, 2)
+                        rows[-1]["release_over_floor"] = round(rows[-1]["release"]["median_s"] / floor, 2)
+                        print(json.dumps(rows[-1]), flush=True)
+                apply_precision(ours, choose_precision("float32", "cpu"))
             if depth in args.next_token_depths:
                 cond = torch.randn(1, 512)
                 times = interleaved({
@@ -182,6 +205,9 @@ def main(argv=None) -> int:
             del theirs, ours, baseline
     result = dict(benchmark="compare_release_generate", sampling=SAMPLING, dtype="float32",
                   environment=environment(torch.device("cpu"), "float32"),
+                  linear_kernel_policy=fast_linear.policy(),
+                  precision_notes={name: p.note for name, p in precisions.items()},
+                  machine_limits_float32=limits,
                   load_average_before=[round(x, 2) for x in load_before],
                   load_average_after=[round(x, 2) for x in os.getloadavg()], results=rows)
     out = Path(args.out)

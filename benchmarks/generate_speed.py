@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 
 from aar import SAT, SATConfig
+from aar.transformer.fast_linear import cpu_support
+from aar.transformer.precision import apply_precision, choose_precision
 from aar.transformer import AAR, AARConfig
 
 # Seconds per call of the release's autoregressive_infer_cfg (cfg 4, top-k 200, top-p 0.95,
@@ -62,7 +64,7 @@ def time_generate(model: AAR, batch: int, repeats: int, device: torch.device) ->
     return times
 
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "bfloat16", "int8")
 
 
 def run(presets, batches, dtypes, repeats: int, device: str) -> dict:
@@ -72,8 +74,11 @@ def run(presets, batches, dtypes, repeats: int, device: str) -> dict:
     for preset in presets:
         model = build_model(preset, device)
         depth = model.config.depth
-        for dtype, batch in [(d, b) for d in dtypes for b in batches]:
-            model.to(DTYPES[dtype])
+        for asked, batch in [(d, b) for d in dtypes for b in batches]:
+            precision = choose_precision(asked, device)  # bfloat16 runs as float32 where it would be emulated
+            print(precision.note, flush=True)
+            apply_precision(model, precision)
+            dtype = precision.name
             times = time_generate(model, batch, repeats, device)
             seconds = statistics.median(times)
             reference = RELEASE_SECONDS.get((depth, batch)) if dtype == "float32" and device.type == "cpu" else None
@@ -84,6 +89,7 @@ def run(presets, batches, dtypes, repeats: int, device: str) -> dict:
                     "width": model.config.width,
                     "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
                     "dtype": dtype,
+                    "dtype_requested": asked,
                     "batch": batch,
                     "seconds_per_call": round(seconds, 4),
                     "latency_per_clip_s": round(seconds / batch, 4),
@@ -101,6 +107,7 @@ def run(presets, batches, dtypes, repeats: int, device: str) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
+        "cpu_capability": cpu_support().capability if device.type == "cpu" else None,
         "repeats": repeats,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
@@ -112,7 +119,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["d4", "d8", "d16"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["float32"])
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["float32"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")

@@ -84,7 +84,14 @@ def test_reconstruct_formats(capsys, tmp_path, tok_dir, sat, ext):
     assert (got - expected).abs().max() <= 2 * PCM_STEP
 
 
-def test_reconstruct_dtype_runs_the_codec_in_that_precision(capsys, tmp_path, tok_dir, sat):
+def test_reconstruct_dtype_runs_the_codec_in_that_precision(capsys, tmp_path, tok_dir, sat, monkeypatch):
+    """Where the CPU has bfloat16 units (pretended here, whatever this machine is)."""
+    import dataclasses
+
+    from aar.transformer import fast_linear
+
+    native = dataclasses.replace(fast_linear.cpu_support(), native_bf16=True)
+    monkeypatch.setattr("aar.transformer.precision.cpu_support", lambda: native)
     src = write_clip(tmp_path / "clip.wav", seconds=1.0)
     code, _, _ = run(capsys, "reconstruct", src, "--tokenizer", tok_dir, "--device", "cpu", "--dtype", "bfloat16",
                      "-o", tmp_path / "bf16.wav")
@@ -93,6 +100,23 @@ def test_reconstruct_dtype_runs_the_codec_in_that_precision(capsys, tmp_path, to
     low = SAT.from_pretrained(tok_dir, inference_dtype="bfloat16")
     assert (got - low.reconstruct(wav)[0, 0].clamp(-1, 1)).abs().max() <= 2 * PCM_STEP
     assert (got - sat.reconstruct(wav)[0, 0].clamp(-1, 1)).abs().max() > 2 * PCM_STEP  # not the float32 codec
+
+
+def test_reconstruct_dtype_without_the_units_runs_float32_and_says_so(capsys, tmp_path, tok_dir, sat, monkeypatch):
+    import dataclasses
+
+    from aar.transformer import fast_linear
+
+    emulated = dataclasses.replace(fast_linear.cpu_support(), capability="AVX2", native_bf16=False, native_fp16=False)
+    monkeypatch.setattr("aar.transformer.precision.cpu_support", lambda: emulated)
+    src = write_clip(tmp_path / "clip.wav", seconds=1.0)
+    for dtype in ("bfloat16", "float16"):
+        code, _, err = run(capsys, "reconstruct", src, "--tokenizer", tok_dir, "--device", "cpu", "--dtype", dtype,
+                           "-o", tmp_path / f"{dtype}.wav")
+        assert code == 0
+        assert f"precision: float32 on CPU (AVX2), not {dtype}: this CPU has no" in err
+        got, wav = read(tmp_path / f"{dtype}.wav"), load_audio(src)[None]
+        assert (got - sat.reconstruct(wav)[0, 0].clamp(-1, 1)).abs().max() <= 2 * PCM_STEP  # the float32 codec
 
 
 @pytest.fixture(scope="module")

@@ -94,3 +94,14 @@ def test_generate_cli_says_what_precision_ran(capsys, tmp_path, monkeypatch):
     assert "precision: float32 on CPU (AVX2), not bfloat16" in err
     settings = json.loads((tmp_path / "out" / "generation.json").read_text())
     assert (settings["dtype"], settings["dtype_requested"]) == ("float32", "bfloat16")
+
+
+def test_codec_precisions_follow_the_same_rule(monkeypatch):
+    from aar.transformer.precision import CODEC_PRECISIONS
+
+    pretend(monkeypatch, capability="AVX512", native_bf16=False, native_fp16=True)
+    assert choose_precision("float16", "cpu", CODEC_PRECISIONS).dtype == torch.float16
+    assert choose_precision("bfloat16", "cpu", CODEC_PRECISIONS).name == "float32"
+    assert choose_precision("float16", "cuda", CODEC_PRECISIONS).name == "float16"
+    with pytest.raises(ValueError, match="must be one of float32, bfloat16, float16, got 'int8'"):
+        choose_precision("int8", "cpu", CODEC_PRECISIONS)

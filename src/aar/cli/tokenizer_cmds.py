@@ -24,6 +24,7 @@ from aar.audio import AudioError, list_audio_files, load_audio, save_audio
 from aar.checkpoint import CheckpointError, atomic_path, is_folder_checkpoint, load_torch_file
 from aar.cli.main import CLIError
 from aar.tokenizer import SAT
+from aar.transformer.precision import CODEC_PRECISIONS, choose_precision
 
 CODES_FORMAT = "aar-sat-codes/1"
 DEFAULT_BATCH = 16
@@ -48,8 +49,12 @@ def pick_device(name: str | None) -> torch.device:
 
 def load_tokenizer(path: str, device: torch.device, dtype: str = "float32") -> SAT:
     """A SAT from our folder format or an authors' released ``.pth``, its encoder and decoder
-    running in ``dtype`` (:attr:`SAT.inference_dtype`); errors name ``path``."""
-    return SAT.from_pretrained(path, device=device, inference_dtype=dtype)
+    running in ``dtype`` (:attr:`SAT.inference_dtype`) where the device runs it fast, else in
+    float32 with one line on standard error saying so; errors name ``path``."""
+    precision = choose_precision(dtype, device, CODEC_PRECISIONS)
+    if precision.name != dtype:
+        print(precision.note, file=sys.stderr)
+    return SAT.from_pretrained(path, device=device, inference_dtype=precision.name)
 
 
 def check_num_scales(k: int | None, sat: SAT, available: int | None = None) -> int:

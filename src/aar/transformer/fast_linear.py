@@ -79,6 +79,8 @@ class CpuSupport:
     native_bf16: bool
     """The CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16); elsewhere a
     bfloat16 product is converted to float32 first and is slower than float32 itself."""
+    native_fp16: bool
+    """The CPU multiplies float16 in hardware (AVX512-FP16 or AMX-FP16)."""
     int8: bool
     """PyTorch's dynamically quantized int8 linear runs here (an x86 or fbgemm engine)."""
 
@@ -112,6 +114,7 @@ def cpu_support() -> CpuSupport:
         onednn_bf16=_HAS_ONEDNN_OPS and _probe("_is_mkldnn_bf16_supported"),
         onednn_fp16=_HAS_ONEDNN_OPS and _probe("_is_mkldnn_fp16_supported"),
         native_bf16=native,
+        native_fp16=bool(caps.get("avx512_fp16") or caps.get("amx_fp16")),
         int8=hasattr(torch.ops.quantized, "linear_dynamic")
         and any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm")),
     )
