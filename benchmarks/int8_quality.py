@@ -31,19 +31,15 @@ from pathlib import Path
 
 import torch
 
-from aar import SAT, SATConfig
 from aar.bench.bench_common import environment
+from aar.bench.bench_generate import random_sat
 from aar.transformer import AAR, AARConfig
 from aar.transformer.precision import apply_precision, choose_precision
 
 
 def build(depth: int, noise: float, seed: int) -> AAR:
+    sat = random_sat("paper-d128-lat128")
     torch.manual_seed(seed)
-    sat = SAT(SATConfig.preset("paper-d128-lat128")).eval()
-    with torch.no_grad():
-        for book in sat.quantizer.codebooks:
-            book.embed.normal_()
-            book.initialized.fill_(1)
     model = AAR(AARConfig.preset(f"d{depth}"), sat)
     model.init_weights()
     with torch.no_grad():
