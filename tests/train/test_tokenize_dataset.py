@@ -188,3 +188,23 @@ def test_decode_threads_do_not_change_the_cache(tmp_path, sat_dir, data, label_r
     for threads in ("1", "3"):
         assert main(args(sat_dir, data, tmp_path / threads, "--condition", "label", "--decode-threads", threads)) == 0
         assert tree(tmp_path / threads) == tree(label_reference)
+
+
+def test_webdataset_shards_one_cache_shard_each(tmp_path, sat_dir, monkeypatch, capsys):
+    from tests.data.conftest import write_shards
+
+    write_shards(tmp_path / "wds", n_shards=3, per_shard=2, sr=SR, seconds=1.2)
+    (tmp_path / "wds" / "shard-003.tar").write_bytes(b"not a tar file" * 100)
+    spec = str(tmp_path / "wds" / "shard-{000..003}.tar")
+    assert main(args(sat_dir, spec, tmp_path / "one")) == 0
+    meta = json.loads((tmp_path / "one" / "cache.json").read_text())
+    assert [s["windows"] for s in meta["shards"]] == [2, 2, 2, 0] and meta["num_clips"] == 6
+    assert len(meta["undecodable"]) == 1 and "shard-003.tar" in meta["undecodable"][0]
+    assert TokenCache(tmp_path / "one").names[:3] == ["s0_000#0", "s0_001#0", "s1_000#0"]
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    for rank in ("2", "0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        assert main(args(sat_dir, spec, tmp_path / "three")) == 0
+    assert main(["tokenize-dataset", "--tokenizer", str(sat_dir), "--out", str(tmp_path / "three"), "--merge"]) == 0
+    assert tree(tmp_path / "three") == tree(tmp_path / "one")
