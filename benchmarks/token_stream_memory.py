@@ -106,6 +106,8 @@ def main(argv=None) -> int:
         return 0
     import torch
 
+    from aar.bench.bench_common import environment
+
     rows = []
     for gb in args.gigabytes:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -123,17 +125,13 @@ def main(argv=None) -> int:
                 row["load_average_1min"] = round(os.getloadavg()[0], 2)
                 rows.append(row)
                 print(f"  peak RSS {row['peak_rss_mb']} MB for {row['cache_gb']} GB", file=sys.stderr)
-    result = {
-        "benchmark": "token_stream_memory",
-        "machine": {"cpu_count": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                    "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
-                    "torch": torch.__version__},
-        "runs": rows,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    machine = environment(torch.device("cpu"), "int16 codes, float16 conditions")
+    machine["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
+    machine["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    args.out.write_text(json.dumps({"benchmark": "token_stream_memory", "machine": machine, "runs": rows,
+                                    "date": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2) + "\n")
+    print(args.out.read_text())
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from aar.bench.bench_common import environment
 from aar.data import FailureLog, iter_clips, open_source
 from aar.tokenizer import SAT, SATConfig
 from aar.train.tokenize import build_token_cache
@@ -117,19 +117,13 @@ def main(argv=None) -> int:
             runs.append(measure(sat, data, threads, args.batch_size, args.decode_threads))
             print(f"  {runs[-1]['windows_per_s']} windows/s", file=sys.stderr)
     best = max(runs, key=lambda r: r["windows_per_s"])
-    hours = AUDIOSET_WINDOWS / best["windows_per_s"] / 3600
-    result = {
+    machine = environment(torch.device(args.device), "float32")
+    machine["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
         "benchmark": "tokenize_dataset_speed",
         "preset": args.preset,
-        "device": args.device,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "processor": platform.processor() or platform.machine(),
-            "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "machine": machine,
         "data": f"{args.clips} generated 10 s clips, 44.1 kHz {fmt}",
         "decode_resample": decoding,
         "windows_per_s": best["windows_per_s"],
@@ -137,16 +131,13 @@ def main(argv=None) -> int:
         "runs": runs,
         "audioset_projection": {
             "windows": AUDIOSET_WINDOWS,
-            "hours_one_process": round(hours, 1),
+            "hours_one_process": round(AUDIOSET_WINDOWS / best["windows_per_s"] / 3600, 1),
             "note": "tokenizer only (condition none); CLAP embedding not included",
         },
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    }, indent=2) + "\n")
+    print(args.out.read_text())
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

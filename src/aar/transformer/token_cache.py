@@ -49,7 +49,7 @@ class TokenCache(_store.TokenCache):
         return SAT.from_pretrained(self.path / TOKENIZER_SUBDIR)
 
 
-def build_token_cache(*args, **kwargs) -> dict:
+def build_token_cache(*args, **kwargs) -> dict | None:
     """Encode a dataset into a token cache: :func:`aar.train.tokenize.build_token_cache` (kept
     here for the callers that import it from this module)."""
     from aar.train.tokenize import build_token_cache as build
