@@ -243,3 +243,14 @@ def test_decode(world, capsys, tmp_path, name, expect):
     if code == 0:
         assert_finite_audio(out)
     assert not (world["root"] / "codes" / MARKER).exists()
+
+
+@pytest.mark.parametrize("name", ["random.mp3", "id3_then_junk.mp3"])
+def test_an_undecodable_mp3_prints_only_the_error_line(world, name):
+    from tests.faults.conftest import run_worker
+
+    done = run_worker("none", 0, ["encode", world["root"] / "audio" / name, "--tokenizer", world["sat"],
+                                  "-o", world["root"] / "never.npz", "--device", "cpu"])
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr  # no decoder noise around it
+    assert done.stderr.startswith("aar encode: error: ") and name in done.stderr
