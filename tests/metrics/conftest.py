@@ -1,4 +1,10 @@
-"""Weight files in the published layouts, built from random weights (no real weights exist here)."""
+"""Weight files in the published layouts, built from seeded random weights (no real weights exist here).
+
+When the reference packages are installed (the ``test`` extra), the files are the state dicts of
+the reference classes themselves (torchvggish's ``VGG``; the PANNs ``Cnn14`` with its torchlibrosa
+front end), so the layouts are the published ones by construction; without them, our own classes
+are saved in the same layout. ``tests/metrics/test_reference_parity.py`` runs the references.
+"""
 
 from __future__ import annotations
 
@@ -10,41 +16,37 @@ import torch
 
 from aar.audio import save_audio
 from aar.metrics.backbones import Cnn14, VGGish
+from tests.metrics import references
+from tests.metrics.references import sensitive_random_init
+
+__all__ = ["sensitive_random_init", "tone", "write_clips"]
 
 
-def sensitive_random_init(module: torch.nn.Module, seed: int) -> None:
-    """Variance-preserving random weights and non-trivial BatchNorm statistics.
-
-    PyTorch's default initialisation shrinks activations layer by layer, so a deep random network
-    gives nearly the same output for every input; this one keeps embeddings input-dependent, and
-    makes loading the BatchNorm statistics matter.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    for layer in module.modules():
-        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
-            torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu", generator=generator)
-            if layer.bias is not None:
-                torch.nn.init.normal_(layer.bias, std=0.01, generator=generator)
-        elif isinstance(layer, torch.nn.BatchNorm2d):
-            layer.running_mean.normal_(0.0, 0.1, generator=generator)
-            layer.running_var.uniform_(0.5, 1.5, generator=generator)
-            layer.weight.data.uniform_(0.8, 1.2, generator=generator)
-            layer.bias.data.normal_(0.0, 0.1, generator=generator)
+def _reference(build, seed: int) -> torch.nn.Module | None:
+    try:
+        return build(seed)
+    except pytest.skip.Exception:
+        return None
 
 
 @pytest.fixture(scope="session")
 def vggish_checkpoint(tmp_path_factory):
-    """``vggish-10086976.pth`` layout: a bare state dict. Returns ``(path, model it came from)``."""
+    """``vggish-10086976.pth`` layout: a bare state dict. Returns ``(path, our VGGish with that state)``."""
+    reference = _reference(references.torchvggish_vgg, seed=1)
     model = VGGish().eval()
-    sensitive_random_init(model, seed=1)
+    if reference is None:
+        sensitive_random_init(model, seed=1)
+        state = model.state_dict()
+    else:
+        state = reference.state_dict()
+        model.load_state_dict(state)
     path = tmp_path_factory.mktemp("weights") / "vggish-10086976.pth"
-    torch.save(model.state_dict(), path)
+    torch.save(state, path)
     return path, model
 
 
-@pytest.fixture(scope="session")
-def cnn14_checkpoint(tmp_path_factory):
-    """``Cnn14_mAP=0.431.pth`` layout: ``{"iteration", "model", "sampler"}`` with the front end as tensors."""
+def _cnn14_state_by_hand() -> dict:
+    """Our CNN14 with the front-end tensors the PANNs checkpoint stores, built from their definition."""
     model = Cnn14().eval()
     sensitive_random_init(model, seed=2)
     model.bn0.running_mean.fill_(-40.0)  # log-mel input is in dB
@@ -55,11 +57,22 @@ def cnn14_checkpoint(tmp_path_factory):
     state["spectrogram_extractor.stft.conv_real.weight"] = (torch.cos(angles) * window).float().unsqueeze(1)
     state["spectrogram_extractor.stft.conv_imag.weight"] = (-torch.sin(angles) * window).float().unsqueeze(1)
     state["logmel_extractor.melW"] = model.mel_filters.t().clone()
+    return state
+
+
+@pytest.fixture(scope="session")
+def cnn14_checkpoint(tmp_path_factory):
+    """``Cnn14_mAP=0.431.pth`` layout: ``{"iteration", "model", "sampler"}`` with the front end as tensors.
+
+    Returns ``(path, our Cnn14 loaded from it)``.
+    """
+    reference = _reference(references.panns_cnn14, seed=2)
+    state = _cnn14_state_by_hand() if reference is None else dict(reference.state_dict())
     # The published files also pickle the training sampler's numpy state.
     checkpoint = {"iteration": 660000, "model": state, "sampler": {"queue": np.arange(8), "state": np.random.RandomState(0).get_state()}}
     path = tmp_path_factory.mktemp("weights") / "Cnn14_mAP=0.431.pth"
     torch.save(checkpoint, path)
-    return path, model
+    return path, Cnn14.from_weights(path)
 
 
 def tone(seconds: float, sample_rate: int, freq: float, seed: int) -> np.ndarray:

@@ -19,7 +19,9 @@ import numpy as np
 from aar.checkpoint import atomic_path
 from aar.metrics.frechet import EmbeddingStats
 
-CACHE_FORMAT = 1
+# 2: VGGish embeddings are taken before torchvggish's final ReLU, as the FAD tool-chains do, so
+# entries written by format 1 hold other statistics.
+CACHE_FORMAT = 2
 
 
 def default_cache_dir() -> Path:

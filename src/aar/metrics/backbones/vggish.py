@@ -7,11 +7,14 @@ and no area normalisation, the DC bin left out; ``log(mel + 0.01)``; non-overlap
 96 frames (0.96 s). Clips shorter than one example are zero-padded to one.
 
 Network: four VGG stages (3x3 convolutions with ReLU, 2x2 max pooling) to ``[512 x 6 x 4]``,
-flattened in (time, frequency, channel) order, then 4096-4096-128 fully connected layers, each
-followed by a ReLU. The embedding is the raw 128-d output, without the PCA whitening and 8-bit
-quantisation of the released AudioSet features (FAD tool-chains built on torchvggish do the
-same). Weights: ``vggish-10086976.pth`` of torchvggish (keys ``features.{0,3,6,8,11,13}.*`` and
-``embeddings.{0,2,4}.*``).
+flattened in (time, frequency, channel) order, then 4096-4096-128 fully connected layers, a ReLU
+after the first two. The embedding is the 128-d output of the last layer *before* torchvggish's
+final ReLU and without the PCA whitening and 8-bit quantisation of the released AudioSet
+features: what the FAD tool-chains built on torchvggish compute by default (audioldm_eval,
+frechet_audio_distance and fadtk all build ``vggish(postprocess=False)`` and drop the last ReLU,
+``use_activation=False``), and the ``embedding`` tensor of the original TensorFlow VGGish.
+Weights: ``vggish-10086976.pth`` of torchvggish (keys ``features.{0,3,6,8,11,13}.*`` and
+``embeddings.{0,2,4}.*``; the dropped ReLU has no weights).
 """
 
 from __future__ import annotations
@@ -92,7 +95,6 @@ class VGGish(Backbone):
             nn.Linear(4096, 4096),
             nn.ReLU(inplace=True),
             nn.Linear(4096, self.embedding_dim),
-            nn.ReLU(inplace=True),
         )
         self.register_buffer("mel_weights", vggish_mel_weights(), persistent=False)
 
