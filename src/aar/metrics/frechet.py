@@ -36,10 +36,16 @@ def sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
     return (eigvecs * np.sqrt(np.clip(eigvals, 0.0, None))) @ eigvecs.T
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 0.0
+) -> float:
     """Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)`` (means ``[D]``, covariances ``[D x D]``).
 
-    The result is clipped at 0 (identical statistics give ``-1e-12``-sized rounding otherwise).
+    ``eps`` adds ``eps * I`` to both covariances inside the square-root term only, which is what
+    pytorch-fid-style references (audioldm_eval, frechet_audio_distance) fall back to, with
+    ``eps = 1e-6``, when SciPy's ``sqrtm`` of a singular product is not finite; the default 0 is
+    their regular result. The result is clipped at 0 (identical statistics give ``-1e-12``-sized
+    rounding otherwise).
     """
     mu1, mu2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
     sigma1, sigma2 = np.asarray(sigma1, dtype=np.float64), np.asarray(sigma2, dtype=np.float64)
@@ -49,8 +55,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
             f"statistics do not match: means {mu1.shape} and {mu2.shape}, covariances {sigma1.shape} and "
             f"{sigma2.shape} (were they computed with the same backbone?)"
         )
-    root1 = sqrtm_psd(sigma1)
-    inner = root1 @ sigma2 @ root1
+    offset = eps * np.eye(dim)
+    root1 = sqrtm_psd(sigma1 + offset)
+    inner = root1 @ (sigma2 + offset) @ root1
     eigvals = np.linalg.eigvalsh((inner + inner.T) / 2.0)
     trace_sqrt = np.sqrt(np.clip(eigvals, 0.0, None)).sum()
     diff = mu1 - mu2
@@ -87,9 +94,9 @@ class EmbeddingStats:
     def dim(self) -> int:
         return int(self.mu.shape[0])
 
-    def distance(self, other: "EmbeddingStats") -> float:
-        """Fréchet distance to ``other``."""
-        return frechet_distance(self.mu, self.sigma, other.mu, other.sigma)
+    def distance(self, other: "EmbeddingStats", eps: float = 0.0) -> float:
+        """Fréchet distance to ``other`` (``eps``: see :func:`frechet_distance`)."""
+        return frechet_distance(self.mu, self.sigma, other.mu, other.sigma, eps=eps)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``mu``, ``sigma`` and ``count`` to ``path`` (``.npz``), atomically."""
