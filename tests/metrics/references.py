@@ -26,6 +26,14 @@ def version(distribution: str) -> str:
         return "absent"
 
 
+# Installed by the test extra, or (their declared dependencies would replace torch) with --no-deps.
+INSTALL = {
+    "torchvggish": "pip install -e '.[test]'",
+    "audioldm_eval": "pip install --no-deps audioldm-eval==0.0.3 (its dependencies pull torchaudio)",
+    "frechet_audio_distance": "pip install --no-deps frechet-audio-distance==0.3.4 (its dependencies pull torchaudio, numpy<2)",
+}
+
+
 def submodule(package: str, dotted: str, distribution: str):
     """Import ``package.dotted`` without running the ``__init__`` of ``package`` or its sub-packages.
 
@@ -33,7 +41,7 @@ def submodule(package: str, dotted: str, distribution: str):
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"reference package {distribution} is not installed (pip install -e '.[test]')")
+        pytest.skip(f"reference package {distribution} is not installed ({INSTALL.get(package, 'pip install ' + distribution)})")
     parts = [package, *dotted.split(".")[:-1]]
     root = list(spec.submodule_search_locations)[0]
     registered = {}
