@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from aar.checkpoint import CheckpointError, atomic_path, atomic_write_text
 
@@ -250,7 +251,9 @@ def held_out_windows(cache: TokenCache, fraction: float, max_windows: int, seed:
     keep = target + math.ceil(n / (n - target + 1))
     heap: list[tuple[float, int, str]] = []  # (-hash, -first window, clip): the largest hash on top
     members: dict[str, list[int]] = {}
-    for s in range(len(cache.shards)):
+    shards = tqdm(range(len(cache.shards)), desc="validation split", unit="shard", dynamic_ncols=True,
+                  disable=len(cache.shards) < 64)  # a few seconds per thousand shards
+    for s in shards:
         for row, name in enumerate(cache.shard_names(s)):
             clip, index = clip_of(name), int(cache.offsets[s]) + row
             if clip in members:
