@@ -21,8 +21,9 @@ from aar.checkpoint import CheckpointError
 from aar.cli.main import main
 from aar.tokenizer import SAT
 from aar.transformer.token_cache import TokenCache
-from tests.conditioning.tiny_clap import TINY_CLAP_DIM, save_tiny_clap
-from tests.transformer.conftest import random_codebook_sat
+from tests.conditioning.conftest import tiny_clap_dir  # noqa: F401  (fixture)
+from tests.conditioning.tiny_clap import TINY_CLAP_DIM
+from tests.transformer.conftest import sat_dir  # noqa: F401  (fixture: the tiny SAT with random codebooks)
 
 KILLER = Path(__file__).with_name("tokenize_killer.py")
 SR = 24_000
@@ -45,16 +46,6 @@ def data(tmp_path_factory):
     nan[100] = np.nan
     sf.write(root / "cls1" / "y_nan.wav", nan, SR, subtype="FLOAT")
     return root
-
-
-@pytest.fixture(scope="module")
-def sat_dir(tmp_path_factory):
-    return random_codebook_sat().save_pretrained(tmp_path_factory.mktemp("toksat") / "sat")
-
-
-@pytest.fixture(scope="module")
-def clap_dir(tmp_path_factory):
-    return save_tiny_clap(tmp_path_factory.mktemp("tokclap") / "clap")
 
 
 def args(sat_dir, data, out, *extra):
@@ -85,12 +76,12 @@ def label_reference(tmp_path_factory, sat_dir, data):
     return out
 
 
-def test_one_and_two_gloo_processes_write_the_same_cache(tmp_path, sat_dir, data, clap_dir, capsys):
+def test_one_and_two_gloo_processes_write_the_same_cache(tmp_path, sat_dir, data, tiny_clap_dir, capsys):
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main(args(sat_dir, data, one, "--clap", str(clap_dir))) == 0
+    assert main(args(sat_dir, data, one, "--clap", str(tiny_clap_dir))) == 0
     printed = capsys.readouterr().out
     assert "2 undecodable or non-finite file(s) skipped" in printed and "x_bad.wav" in printed
-    proc = torchrun("-m", "aar", *args(sat_dir, data, two, "--clap", str(clap_dir)))
+    proc = torchrun("-m", "aar", *args(sat_dir, data, two, "--clap", str(tiny_clap_dir)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = tree(one), tree(two)
     assert sorted(a) == sorted(b)
