@@ -64,24 +64,13 @@ def clip(seconds: float, sample_rate: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def vggish_pair():
+def vggish_pair(tmp_path_factory):
     """torchvggish's VGG as the FAD tools use it, and our VGGish, with one random state."""
     reference = references.torchvggish_vgg(seed=11)
     reference.embeddings = torch.nn.Sequential(*list(reference.embeddings.children())[:-1])  # use_activation=False
-    ours = load_backbone("vggish", _saved(reference.state_dict(), "vggish-10086976.pth"))
-    return reference, ours
-
-
-_TMP = {}
-
-
-def _saved(state: dict, name: str):
-    import tempfile
-
-    folder = _TMP.setdefault("dir", tempfile.mkdtemp(prefix="aar-parity-"))
-    path = os.path.join(folder, name)
-    torch.save(state, path)
-    return path
+    path = tmp_path_factory.mktemp("vggish") / "vggish-10086976.pth"
+    torch.save(reference.state_dict(), path)
+    return reference, load_backbone("vggish", path)
 
 
 def _vggish_input():
