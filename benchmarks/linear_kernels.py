@@ -7,7 +7,7 @@ machine at hand: which is fastest for each shape and row count, and what the def
 
 Rows are what generation multiplies per step: 2 x batch x tokens of the scale with guidance
 (2 to 150 at batch 1, up to 1200 at batch 8). Kernels: ``aten`` (``F.linear``, then ATen's
-GELU), ``packed`` (oneDNN's pre-packed weight, then ATen's GELU in place), ``packed-fused``
+GELU), ``packed`` (oneDNN's pre-packed weight, then ``fast_linear.gelu_tanh_`` in place), ``packed-fused``
 (the GELU fused into oneDNN's product; MLP input layer only) and ``int8`` (int8 weights,
 float32 activations; not a float kernel, listed for its speed). Calls of the kernels alternate
 and the best of ``repeats`` counts (the machine's capability, not its average under load);

@@ -232,3 +232,10 @@ def test_training_path_is_f_linear_with_gradients(layer):
     assert x.grad is not None and layer.weight.grad is not None
     assert not hasattr(layer, "_packed_weight")
     assert fast_linear.decisions() == {}
+
+
+def test_the_cached_block_gelu_is_atens_tanh_gelu(monkeypatch):
+    monkeypatch.setattr(fast_linear, "_GELU_CHUNK", 1000)  # several blocks and a ragged last one
+    x = torch.cat((torch.linspace(-12, 12, 2401), torch.randn(3 * 7 * 111)))
+    y = fast_linear.gelu_tanh_(x.clone().view(-1, 7))
+    assert torch.allclose(y.view(-1), F.gelu(x, approximate="tanh"), rtol=1e-6, atol=1e-6)

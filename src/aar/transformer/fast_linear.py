@@ -19,8 +19,9 @@ for one machine:
   (``benchmarks/linear_kernels.py`` re-measures it on any machine): the packed product wherever
   it can run (on an AVX2-only CPU it beat ``F.linear`` at every shape of a d16 model from 2 to
   1200 rows, 1.1x to 3.5x); the GELU fused into it only on AVX-512 CPUs, where the packed path
-  was tuned with it, and run by ATen after the product elsewhere (on AVX2, oneDNN's fused
-  tanh-GELU made the 1200-row MLP product 1.3x slower than the product plus ATen's GELU).
+  was tuned with it, and run after the product elsewhere (on AVX2, oneDNN's fused tanh-GELU
+  made the 1200-row MLP product 1.3x slower than the product plus ATen's GELU), by
+  :func:`gelu_tanh_`, which computes the same function twice as fast as ATen there.
 - **Measured per process** on request (``measure``): the first few calls of each
   (dtype, in, out, GELU, row-count bucket) run the candidate kernels in turn, timed; from then
   on the fastest serves that key (:func:`decisions` lists them). Every timed call is a real
@@ -39,6 +40,7 @@ weight for as long as the model lives.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 import warnings
@@ -264,12 +266,31 @@ def _refuse(dtype: torch.dtype, exc: RuntimeError) -> None:
                   f"({cpu_support().capability}): {reason}; using ATen's linear instead", RuntimeWarning, stacklevel=3)
 
 
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_CHUNK = 1 << 18
+"""Elements per block of :func:`gelu_tanh_` (1 MiB of float32: the block stays in L2 cache
+through its five passes)."""
+
+
+def gelu_tanh_(y: torch.Tensor) -> torch.Tensor:
+    """tanh-GELU in place, ``y * sigmoid(2 sqrt(2/pi) (y + 0.044715 y^3))`` (the same function as
+    ``F.gelu(y, approximate="tanh")``, since ``(1 + tanh(u)) / 2 = sigmoid(2u)``), over blocks that
+    stay in cache. ATen's tanh is slow on AVX2 CPUs: this is twice as fast there (10 against 21 ms
+    for 1200 x 4096, one thread) and agrees with ATen to float rounding (4.8e-7 at most)."""
+    flat = y.view(-1)
+    for block in flat.split(_GELU_CHUNK):
+        t = block * block
+        t.mul_(2.0 * _SQRT_2_OVER_PI * 0.044715).add_(2.0 * _SQRT_2_OVER_PI).mul_(block).sigmoid_()
+        block.mul_(t)
+    return y
+
+
 def _run(kernel: str, x: torch.Tensor, layer: nn.Linear, bias: torch.Tensor | None, gelu: bool) -> torch.Tensor:
     if kernel == "int8":
         y = torch.ops.quantized.linear_dynamic(x, int8_weight(layer), True)
         if bias is not None:
             y += bias
-        return torch._C._nn.gelu_(y, approximate="tanh") if gelu else y
+        return gelu_tanh_(y) if gelu else y
     if kernel == "aten":
         y = F.linear(x, layer.weight, bias)
         return F.gelu(y, approximate="tanh") if gelu else y
@@ -280,7 +301,7 @@ def _run(kernel: str, x: torch.Tensor, layer: nn.Linear, bias: torch.Tensor | No
         x, packed_weight(layer), bias, "gelu" if fused else "none", [], "tanh" if fused else ""
     )
     if gelu and not fused:
-        y = torch._C._nn.gelu_(y, approximate="tanh")  # in place: no second output buffer
+        y = gelu_tanh_(y)  # in place: no second output buffer
     return y
 
 
