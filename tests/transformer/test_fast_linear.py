@@ -236,6 +236,10 @@ def test_training_path_is_f_linear_with_gradients(layer):
 
 def test_the_cached_block_gelu_is_atens_tanh_gelu(monkeypatch):
     monkeypatch.setattr(fast_linear, "_GELU_CHUNK", 1000)  # several blocks and a ragged last one
+    monkeypatch.setattr(fast_linear, "_GELU_ATEN_BELOW", 100)
     x = torch.cat((torch.linspace(-12, 12, 2401), torch.randn(3 * 7 * 111)))
     y = fast_linear.gelu_tanh_(x.clone().view(-1, 7))
     assert torch.allclose(y.view(-1), F.gelu(x, approximate="tanh"), rtol=1e-6, atol=1e-6)
+    assert not torch.equal(y.view(-1), F.gelu(x, approximate="tanh"))  # computed the other way
+    small = torch.randn(5, 7)
+    assert torch.equal(fast_linear.gelu_tanh_(small.clone()), F.gelu(small, approximate="tanh"))
