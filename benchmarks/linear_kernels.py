@@ -63,7 +63,7 @@ def measure_shape(name: str, n_in: int, n_out: int, gelu: bool, rows: int, repea
     best = best_times(fns, repeats)
     flops = 2 * rows * n_in * n_out
     fastest = min(kernels, key=best.get)
-    rule = fast_linear.rule_kernel(torch.float32, gelu)
+    rule = fast_linear.rule_kernel(torch.float32, gelu, rows)
     return {
         "layer": name, "in": n_in, "out": n_out, "gelu": gelu, "rows": rows,
         "ms": {k: round(t * 1e3, 3) for k, t in best.items()},

@@ -117,18 +117,24 @@ def test_a_refused_packing_falls_back_to_aten_with_one_warning(layer, monkeypatc
     assert fast_linear.candidates(torch.float32, gelu=False) == ("aten",)
 
 
-@pytest.mark.parametrize(("capability", "onednn", "gelu", "expected"), [
-    ("AVX2", True, True, "packed"),
-    ("AVX2", True, False, "packed"),
-    ("AVX512", True, True, "packed-fused"),
-    ("AVX512", True, False, "packed"),
-    ("DEFAULT", False, True, "aten"),
+@pytest.mark.parametrize(("capability", "onednn", "gelu", "rows", "expected"), [
+    ("AVX2", True, True, 150, "packed"),
+    ("AVX2", True, True, 9, "packed"),
+    ("AVX2", True, True, 8, "packed-fused"),
+    ("AVX2", True, False, 2, "packed"),
+    ("AVX512", True, True, 1200, "packed-fused"),
+    ("AVX512", True, False, 1200, "packed"),
+    ("DEFAULT", False, True, 2, "aten"),
 ])
-def test_the_default_rule_follows_the_cpu(monkeypatch, capability, onednn, gelu, expected):
+def test_the_default_rule_follows_the_cpu(monkeypatch, capability, onednn, gelu, rows, expected):
     pretend(monkeypatch, capability=capability, onednn=onednn)
-    assert fast_linear.rule_kernel(torch.float32, gelu) == expected
+    assert fast_linear.rule_kernel(torch.float32, gelu, rows) == expected
+    if onednn:
+        layer = torch.nn.Linear(32, 48)
+        with torch.inference_mode():
+            assert fast_linear.kernel_for(torch.randn(rows, 32), layer, gelu) == expected
     pretend(monkeypatch, capability=capability, onednn=onednn, onednn_bf16=False)
-    assert fast_linear.rule_kernel(torch.bfloat16, gelu) == "aten"
+    assert fast_linear.rule_kernel(torch.bfloat16, gelu, rows) == "aten"
 
 
 def test_the_default_rule_repeats_exactly(layer):
@@ -136,7 +142,7 @@ def test_the_default_rule_repeats_exactly(layer):
     x = torch.randn(7, 32)
     with torch.inference_mode():
         first = [linear(x, layer, gelu=True) for _ in range(3 * len(fast_linear.KERNELS))]
-        expected_kernel = fast_linear.rule_kernel(torch.float32, True)
+        expected_kernel = fast_linear.rule_kernel(torch.float32, True, 7)
         assert fast_linear.kernel_for(x, layer, gelu=True) == expected_kernel
     assert all(torch.equal(y, first[0]) for y in first)
     assert fast_linear.decisions() == {}

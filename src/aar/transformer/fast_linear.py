@@ -18,8 +18,9 @@ for one machine:
 - **The default rule** (``auto``), from measurements written down in ``docs/benchmarks.md``
   (``benchmarks/linear_kernels.py`` re-measures it on any machine): the packed product wherever
   it can run (on an AVX2-only CPU it beat ``F.linear`` at every shape of a d16 model from 2 to
-  1200 rows, 1.1x to 3.5x); the GELU fused into it only on AVX-512 CPUs, where the packed path
-  was tuned with it, and run after the product elsewhere (on AVX2, oneDNN's fused tanh-GELU
+  1200 rows, 1.1x to 3.5x); the GELU fused into it on AVX-512 CPUs, where the packed path
+  was tuned with it, and elsewhere only for a few rows (:data:`FUSE_GELU_UP_TO_ROWS`); above
+  that it runs after the product (on AVX2, oneDNN's fused tanh-GELU
   made the 1200-row MLP product 1.3x slower than the product plus ATen's GELU), by
   :func:`gelu_tanh_`, which computes the same function twice as fast as ATen there.
 - **Measured per process** on request (``measure``): the first few calls of each
@@ -158,13 +159,19 @@ def policy() -> str:
     return _check_policy(os.environ.get(KERNEL_ENV, "auto") or "auto", KERNEL_ENV)
 
 
-def rule_kernel(dtype: torch.dtype, gelu: bool) -> str:
-    """The kernel the default rule (``auto``) picks for ``dtype`` on this CPU (see the module's
-    docstring for the measurements behind it)."""
+FUSE_GELU_UP_TO_ROWS = 8
+"""Without AVX-512, the GELU is fused into the product only for this many rows or fewer: there
+a separate pass costs more than oneDNN's slower tanh (1.27x at 2 rows on AVX2, even at 8, and
+1.3x the other way at 1200 rows)."""
+
+
+def rule_kernel(dtype: torch.dtype, gelu: bool, rows: int = 1) -> str:
+    """The kernel the default rule (``auto``) picks for ``rows`` rows of ``dtype`` on this CPU
+    (see the module's docstring for the measurements behind it)."""
     options = candidates(dtype, gelu)
     if "packed" not in options:
         return "aten"
-    if gelu and cpu_support().capability.upper().startswith("AVX512"):
+    if gelu and (cpu_support().capability.upper().startswith("AVX512") or rows <= FUSE_GELU_UP_TO_ROWS):
         return "packed-fused"
     return "packed"
 
@@ -204,7 +211,7 @@ def _plan(x: torch.Tensor, layer: nn.Linear, gelu: bool) -> tuple[str, tuple | N
             mode = "packed"
         return (mode if mode in options else "aten"), None
     if mode == "auto" or len(options) == 1:
-        return rule_kernel(x.dtype, gelu), None
+        return rule_kernel(x.dtype, gelu, _rows(x)), None
     key = _key(x, layer, gelu)
     chosen = _decided.get(key)
     if chosen is not None:
@@ -218,9 +225,12 @@ def kernel_for(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> str:
     return _plan(x, layer, gelu)[0]
 
 
+def _rows(x: torch.Tensor) -> int:
+    return max(1, x.numel() // max(1, x.shape[-1]))
+
+
 def _key(x: torch.Tensor, layer: nn.Linear, gelu: bool) -> tuple:
-    rows = max(1, x.numel() // max(1, x.shape[-1]))
-    return (x.dtype, layer.in_features, layer.out_features, gelu, (rows - 1).bit_length())
+    return (x.dtype, layer.in_features, layer.out_features, gelu, (_rows(x) - 1).bit_length())
 
 
 def _record(key: tuple, kernel: str, seconds: float, options: tuple[str, ...]) -> None:
