@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from aar import SAT
-from aar.bench.bench_common import environment
+from aar.bench.bench_common import environment, write_report
 from aar.bench.bench_machine import measure, roofline
 from aar.tokenizer import PAPER_SCALES
 from aar.tokenizer.model import _load_state
@@ -210,11 +210,7 @@ def main(argv=None) -> int:
                   machine_limits_float32=limits,
                   load_average_before=[round(x, 2) for x in load_before],
                   load_average_after=[round(x, 2) for x in os.getloadavg()], results=rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
+    return write_report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from aar.bench.bench_common import write_report
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aar import SAT  # noqa: E402
 from aar.tokenizer import PAPER_SCALES  # noqa: E402
@@ -132,11 +134,7 @@ def main(argv=None) -> int:
         load_average=list(os.getloadavg()),
         results=rows,
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
+    return write_report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,10 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
+
+from aar.bench.bench_common import write_report
 
 from aar import SAT, SATConfig
 from aar.transformer.fast_linear import cpu_support
@@ -127,11 +128,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     report = run(args.presets, args.batches, args.dtypes, args.repeats, args.device)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ mark after the call minus the resident set before it (Linux; elsewhere reported 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import platform
 import re
@@ -125,3 +126,13 @@ def environment(device: torch.device, dtypes) -> dict:
     if device.type == "cuda":
         info["cuda"] = torch.version.cuda
     return info
+
+
+def write_report(report: dict, path: str | os.PathLike) -> int:
+    """Write a benchmark's ``report`` as indented JSON to ``path`` (folders made), say so, and
+    return 0 (the exit status of a benchmark's ``main``)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0

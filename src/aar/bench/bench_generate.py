@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 
 from aar import SAT, SATConfig
-from aar.bench.bench_common import environment, median, peak_memory, time_calls
+from aar.bench.bench_common import environment, median, peak_memory, time_calls, write_report
 from aar.bench.bench_machine import measure, roofline
 from aar.transformer import AAR_PRESETS, ARCHITECTURES, AARConfig
 from aar.transformer.precision import apply_precision, choose_precision
@@ -148,11 +147,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     report = run(args.presets, args.batches, args.dtypes, args.repeats, args.device, args.archs)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,14 @@ and 8, and the real-time factor RTF = audio seconds processed per wall-clock sec
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+
+from aar.bench.bench_common import write_report
 
 from aar import SAT, SATConfig
 
@@ -107,11 +107,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--out", default="benchmarks/results/tokenizer_speed.json")
     args = p.parse_args(argv)
     result = run(args.preset, args.device, repeats=args.repeats, dtype=args.dtype)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
+    return write_report(result, args.out)
 
 
 if __name__ == "__main__":

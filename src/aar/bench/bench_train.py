@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aar.bench.bench_common import environment, median, time_calls
+from aar.bench.bench_common import environment, median, time_calls, write_report
 from aar.bench.bench_generate import model_config, random_sat, size_name
 from aar.train.distributed import init_distributed
 from aar.train.engine import Schedule, TrainConfig, _to_device
@@ -111,11 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--out", default="benchmarks/results/bench_train.json")
     args = p.parse_args(argv)
     report = run(args.presets, args.archs, args.batch_size, args.steps, args.device, args.precisions)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":
